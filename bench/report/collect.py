@@ -1,0 +1,88 @@
+"""Read an experiment from storage into tidy trial records (one dict per Optuna trial, every role)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from bench.ledger import Ledger
+from bench.spec import Spec
+from bench.storage import display_url, make_engine, optuna_storage, prepare, retry
+from bench.studies import study_name
+
+
+@dataclass
+class Collected:
+    spec: Spec
+    storage: str  # URL with the password hidden
+    stored_spec_hash: str | None  # on the experiment row; None if the experiment is not in storage
+    study_attrs: dict[str, dict[str, Any]]  # study name -> user attrs (None-valued when the study is missing)
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    slots: list[dict[str, Any]] = field(default_factory=list)
+    distributions: dict[str, dict[str, str]] = field(default_factory=dict)  # study -> param -> repr(distribution)
+
+
+def _record(role: str, depth: int, t: optuna.trial.FrozenTrial, counted: set[int]) -> dict[str, Any]:
+    ua = t.user_attrs
+    state = t.state.name.lower()
+    if state == "complete" and ua.get("diverged"):
+        state = "diverged"
+    value = t.value if t.value is not None and math.isfinite(t.value) else None
+    return {
+        "role": role, "depth": depth, "number": t.number, "state": state, "value": value,
+        "counted": t.number in counted if role == "tune" else t.state == TrialState.COMPLETE,
+        "params": dict(t.params), "seconds": ua.get("seconds"), "n_params": ua.get("n_params"),
+        "hidden": ua.get("hidden"), "epochs_run": ua.get("epochs_run"), "seed": ua.get("seed"),
+        "test_loss": ua.get("test_loss"), "rank": ua.get("rank"), "source_trial": ua.get("source_trial"),
+        "val_losses": ua.get("val_losses") or [v for _, v in sorted(t.intermediate_values.items())],
+        "lost_reason": ua.get("bench_lost"), "spec_hash": ua.get("spec_hash"), "host": ua.get("host"),
+        "device": ua.get("device"), "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
+    }
+
+
+def collect(spec: Spec, url: str) -> Collected:
+    """Everything the report needs, read once; works on a run in progress or a storage without the experiment."""
+    url = prepare(url)
+    engine = make_engine(url)
+    try:
+        found = Ledger.find_experiment(engine, spec.name) if _has_ledger(engine) else None
+        out = Collected(spec, display_url(url), found[1] if found else None, {})
+        if found is None:
+            return out
+        ledger = Ledger(engine, found[0])
+        out.slots = ledger.slots()
+    finally:
+        engine.dispose()
+    storage = optuna_storage(url)
+    try:
+        existing = {s.study_name for s in retry(lambda: optuna.get_all_study_summaries(storage), "listing studies")}
+        for depth in spec.depths:
+            counted = {s["trial_number"] for s in out.slots
+                       if s["role"] == "tune" and s["depth"] == depth and s["state"] == "done"}
+            for role in ("tune", "eval", "baseline"):
+                name = study_name(spec.name, depth, role)
+                if name not in existing:
+                    continue
+                study = retry(lambda n=name: optuna.load_study(study_name=n, storage=storage),  # type: ignore
+                              "loading study")
+                out.study_attrs[name] = dict(study.user_attrs)
+                trials = retry(lambda s=study: s.get_trials(deepcopy=False), "reading trials")  # type: ignore
+                out.trials += [_record(role, depth, t, counted) for t in trials]
+                if role == "tune" and trials:
+                    merged: dict[str, str] = {}
+                    for t in trials:
+                        merged.update({k: repr(v) for k, v in t.distributions.items()})
+                    out.distributions[name] = merged
+    finally:
+        storage.engine.dispose()
+    return out
+
+
+def _has_ledger(engine: Any) -> bool:
+    import sqlalchemy as sa
+
+    return bool(retry(lambda: sa.inspect(engine).has_table("bench_experiments"), "inspecting storage"))
