@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -122,7 +123,9 @@ def _report(spec: Spec, url: str, out: Path | None, console: Console) -> int:
         console.print(f"[yellow]incomplete:[/yellow] {m}")
     if "verdict" in doc:
         console.print(f"verdict: {doc['verdict']['text']}")
-    console.print("report: " + ", ".join(str(p) for p in paths.values()))
+    for name in ("html", "md", "json", "csv"):
+        if name in paths:
+            print(f"report: {paths[name]}")  # plain print: a path must never be wrapped
     return EXIT_OK
 
 
@@ -184,9 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("spec", help="experiment spec (TOML), e.g. studies/quickstart.toml")
         else:
             sp.add_argument("spec", nargs="?", help="experiment spec (optional: only checked)")
-        sp.add_argument("--storage", default=DEFAULT_STORAGE, metavar="URL",
-                        help=f"shared storage (default {DEFAULT_STORAGE}; or postgresql://user@host/db, "
-                             "mysql://user@host/db)")
+        sp.add_argument("--storage", default=os.environ.get("BENCH_STORAGE", DEFAULT_STORAGE), metavar="URL",
+                        help=f"shared storage (default: $BENCH_STORAGE, else {DEFAULT_STORAGE}; "
+                             "or postgresql://user:pass@host/db, mysql://user:pass@host/db)")
         sp.set_defaults(func=fn)
         return sp
 
@@ -240,30 +243,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         # docker stop / SLURM preemption send SIGTERM: stop like Ctrl-C so the running trial is released.
         signal.signal(signal.SIGTERM, _raise_interrupt)
     console = Console(stderr=False)
-    err = Console(stderr=True)
+
+    def fail(msg: str, code: int) -> int:
+        print(f"bench: error: {msg}", file=sys.stderr)  # plain print: one line, never wrapped
+        return code
+
     try:
         return int(args.func(args, console))
-    except (SpecError, StorageURLError, SpecMismatch, BadInput) as e:
-        err.print(f"bench: error: {e}", markup=False, highlight=False)
-        return EXIT_BAD_INPUT
+    except SpecMismatch as e:
+        return fail(f"{args.spec}: {e}", EXIT_BAD_INPUT)
+    except (SpecError, StorageURLError, BadInput) as e:
+        return fail(str(e), EXIT_BAD_INPUT)
     except ExperimentMissing as e:
-        err.print(f"bench: error: {e.args[0] if e.args else e}", markup=False, highlight=False)
-        return EXIT_BAD_INPUT
+        return fail(str(e.args[0]), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
-        err.print("bench: interrupted; unfinished trials were released and will run on the next start",
-                  markup=False, highlight=False)
+        print("bench: interrupted; unfinished trials were released and will run on the next start",
+              file=sys.stderr)
         return 130
     except StorageUnavailable as e:
-        err.print(f"bench: error: {e}", markup=False, highlight=False)
-        return EXIT_FAILURE
+        return fail(str(e), EXIT_FAILURE)
     except Exception as e:  # noqa: BLE001 - the contract: one line, exit 1; BENCH_DEBUG=1 shows the traceback
-        import os
-
         if os.environ.get("BENCH_DEBUG"):
             raise
-        err.print(f"bench: error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                  markup=False, highlight=False)
-        return EXIT_FAILURE
+        return fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", EXIT_FAILURE)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -36,14 +37,14 @@ def write_notes(spec: Spec, storage: optuna.storages.BaseStorage, notes: dict[tu
     """Save each study's note, skipping unchanged ones (every save adds a version in the storage)."""
     for (depth, role), body in notes.items():
         try:
-            study = retry(lambda d=depth, r=role: optuna.load_study(  # type: ignore[misc]
-                study_name=study_name(spec.name, d, r), storage=storage), "loading study")
+            study = retry(partial(optuna.load_study, study_name=study_name(spec.name, depth, role), storage=storage),
+                          "loading study")
         except KeyError:
             continue  # that study does not exist (e.g. no baseline configured)
         if get_note(study) != body:
-            retry(lambda s=study, b=body: save_note(s, b), "saving dashboard note")  # type: ignore[misc]
+            retry(partial(save_note, study, body), "saving dashboard note")
 
 
 def serve(url: str, host: str, port: int) -> None:
     """Block serving optuna-dashboard (wsgiref) until interrupted."""
-    run_server(optuna_storage(url), host=host, port=port)
+    run_server(optuna_storage(url).rdb, host=host, port=port)  # the dashboard wants RDBStorage itself

@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -76,7 +76,9 @@ class Worker(Base):
     trials_done: Mapped[int] = mapped_column(sa.Integer, default=0)
 
 
-EXPERIMENTS, SLOTS, WORKERS = Experiment.__table__, Slot.__table__, Worker.__table__
+EXPERIMENTS = cast(sa.Table, Experiment.__table__)
+SLOTS = cast(sa.Table, Slot.__table__)
+WORKERS = cast(sa.Table, Worker.__table__)
 
 
 class SpecMismatch(ValueError):
@@ -148,7 +150,7 @@ class Ledger:
                     res = conn.execute(EXPERIMENTS.insert().values(
                         name=name, spec_hash=spec_hash, spec_json=canonical_json(spec), bench_version=version,
                         created_at=time.time()))
-                    exp_id = int(res.inserted_primary_key[0])
+                    exp_id = _new_id(res)
                     _insert_ignore(conn, SLOTS, [_slot_row(exp_id, *r) for r in rows])
                     return exp_id, True
             except exc.IntegrityError:
@@ -171,7 +173,8 @@ class Ledger:
     def check_experiment(engine: Engine, name: str, spec: dict[str, Any], spec_hash: str) -> int:
         found = Ledger.find_experiment(engine, name)
         if found is None:
-            raise ExperimentMissing(f"experiment {name!r} is not in this storage; run `bench init` (or `bench run`) first")
+            raise ExperimentMissing(f"experiment {name!r} is not in this storage; "
+                                    "run `bench init` (or `bench run`) first")
         exp_id, stored_hash, stored = found
         if stored_hash != spec_hash:
             raise SpecMismatch(name, diff_fields(stored, spec))
@@ -198,8 +201,8 @@ class Ledger:
         with self.engine.begin() as conn:
             for role in roles:
                 mine = (s.experiment_id == self.experiment_id) & (s.role == role)
-                progress = dict(conn.execute(  # type: ignore[arg-type]
-                    sa.select(s.depth, sa.func.count()).where(mine & (s.state != FREE)).group_by(s.depth)).all())
+                progress: dict[int, int] = {int(d): int(n) for d, n in conn.execute(
+                    sa.select(s.depth, sa.func.count()).where(mine & (s.state != FREE)).group_by(s.depth))}
                 free = [int(d) for (d,) in conn.execute(sa.select(s.depth).where(mine & (s.state == FREE))
                                                         .distinct())]
                 for depth in sorted(free, key=lambda d: (progress.get(d, 0), d)):
@@ -311,7 +314,7 @@ class Ledger:
                 res = conn.execute(WORKERS.insert().values(experiment_id=self.experiment_id, host=host, pid=pid,
                                                            device=device, started_at=now, heartbeat_at=now,
                                                            trials_done=0))
-                return int(res.inserted_primary_key[0])
+                return _new_id(res)
 
         return retry(go, "registering worker")
 
@@ -346,6 +349,12 @@ def _slot_row(exp_id: int, role: str, depth: int, idx: int, payload: dict[str, A
     assert role in ROLES, role
     return {"experiment_id": exp_id, "role": role, "depth": depth, "idx": idx, "state": FREE, "attempts": 0,
             "lost": 0, "payload": canonical_json(payload) if payload is not None else None}
+
+
+def _new_id(res: sa.CursorResult[Any]) -> int:
+    key = res.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _finite_or_none(v: float | None) -> float | None:

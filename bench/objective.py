@@ -70,8 +70,9 @@ def run_tuning_trial(spec: Spec, depth: int, trial: optuna.Trial, *, device: str
 def run_fixed(spec: Spec, depth: int, params: dict[str, Any], seed: int, *, device: str) -> Outcome:
     """Train one fixed config from scratch with one seed, scoring validation and the held-out test split."""
     task = load_task(spec.task)
-    result = train(task, spec.model, depth, spec.hparams(params), epochs=spec.budget.epochs, batch_size=spec.budget.batch_size,
-                   seed=seed, clip_norm=spec.budget.clip_norm, device=device, evaluate_test=True)
+    result = train(task, spec.model, depth, spec.hparams(params), epochs=spec.budget.epochs,
+                   batch_size=spec.budget.batch_size, seed=seed, clip_norm=spec.budget.clip_norm, device=device,
+                   evaluate_test=True)
     attrs = _attrs(result)
     attrs["seed"] = seed
     test = result.test_loss

@@ -9,14 +9,19 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 import bench
 from bench.dashboard import note_body, write_notes
-from bench.ledger import Ledger, create_schema
-from bench.spec import Spec
-from bench.storage import make_engine, optuna_storage, prepare
+from bench.ledger import EXPERIMENTS, ExperimentMissing, Ledger, create_schema
+from bench.models import hidden_size
+from bench.spec import Spec, SpecError
+from bench.storage import display_url, make_engine, normalize_url, optuna_storage, prepare, retry
 from bench.studies import create_studies, study_roles
-from bench.tasks.registry import check_task
+from bench.tasks.registry import check_task, load_task
 
 
 @dataclass(frozen=True)
@@ -38,9 +43,21 @@ def budget_slots(spec: Spec) -> list[tuple[str, int, int, dict[str, object] | No
     return rows
 
 
+def validate(spec: Spec) -> None:
+    """Checks that need the science layer (task parameters, matched-capacity sizes): bad input, before any write."""
+    try:
+        check_task(spec.task)
+        if spec.model.capacity == "matched_params":
+            task = load_task(spec.task)
+            for depth in spec.depths:
+                hidden_size(task, spec.model, depth)
+    except SpecError as err:
+        raise SpecError(f"{spec.source}: {err}") from None
+
+
 def init_experiment(spec: Spec, url: str) -> InitResult:
     """Create experiment row, budget slots and studies; idempotent and safe to run concurrently (invariant 1, 3)."""
-    check_task(spec.task)  # bad task parameters are bad input: fail before writing anything
+    validate(spec)
     url = prepare(url)
     engine = make_engine(url)
     try:
@@ -48,9 +65,10 @@ def init_experiment(spec: Spec, url: str) -> InitResult:
         storage = optuna_storage(url)
         exp_id, created = Ledger.ensure_experiment(engine, spec.name, spec.to_dict(), spec.hash, bench.__version__,
                                                    budget_slots(spec))
-        names = create_studies(spec, storage)
+        task = load_task(spec.task)
+        names = create_studies(spec, storage, {"trivial_loss": task.trivial_loss, "metric": task.metric_note})
         write_notes(spec, storage, {(d, r): note_body(spec, d, r) for d in spec.depths for r in study_roles(spec)})
-        storage.engine.dispose()
+        storage.dispose()
     finally:
         engine.dispose()
     return InitResult(exp_id, created, names, url)
@@ -58,10 +76,16 @@ def init_experiment(spec: Spec, url: str) -> InitResult:
 
 def attach(spec: Spec, url: str) -> int:
     """The experiment id for a worker, after checking that the stored spec is this spec (invariant 1)."""
-    url = prepare(url)
+    url = normalize_url(url)
+    missing = ExperimentMissing(f"experiment {spec.name!r} is not in {display_url(url)}; "
+                                "run `bench init` (or `bench run`) first")
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite" and not Path(str(u.database)).expanduser().exists():
+        raise missing  # do not create an empty database file as a side effect of a typo
     engine = make_engine(url)
     try:
-        create_schema(engine)
+        if not retry(lambda: sa.inspect(engine).has_table(EXPERIMENTS.name), "inspecting storage"):
+            raise missing
         return Ledger.check_experiment(engine, spec.name, spec.to_dict(), spec.hash)
     finally:
         engine.dispose()

@@ -1,4 +1,4 @@
-"""The search space as data: one function turns spec entries into ``trial.suggest_*`` calls, the same for every depth."""
+"""The search space as data: one function turns spec entries into ``trial.suggest_*`` calls, for every depth."""
 
 from __future__ import annotations
 

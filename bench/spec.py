@@ -32,7 +32,7 @@ INIT_SCHEMES = ("default", "xavier_uniform", "orthogonal", "kaiming_uniform")
 HPARAM_TYPES: dict[str, type] = {f.name: type(getattr(Hparams(), f.name)) for f in fields(Hparams)}
 # Domain limits per hyperparameter: what any value (tuned, fixed or baseline) must satisfy.
 _HPARAM_LIMITS: dict[str, tuple[float, float]] = {
-    "lr": (0.0, math.inf),
+    "lr": (0.0, 100.0),  # AdamW steps are ~lr in size; far above this torch overflows instead of diverging
     "weight_decay": (0.0, math.inf),
     "init_gain": (0.0, math.inf),
     "dropout": (0.0, 1.0),

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from bench.ledger import CLAIMED, DONE, ROLES, Ledger
+from bench.ledger import CLAIMED, DONE, OUTCOMES, ROLES, Ledger
 from bench.spec import Spec
 
 LIVE_SECONDS = 60.0  # a worker whose heartbeat is older than this is not shown as live
@@ -32,7 +32,7 @@ def status(spec: Spec, ledger: Ledger, started: float | None = None) -> dict[str
                         "since": s["claimed_at"]} for s in ds if s["state"] == CLAIMED]
             rows.append({
                 "depth": depth, "budget": len(ds), "done": len(done),
-                "by_outcome": {o: sum(1 for s in done if s["outcome"] == o) for o in ("complete", "pruned", "diverged")},
+                "by_outcome": {o: sum(1 for s in done if s["outcome"] == o) for o in OUTCOMES},
                 "running": running, "lost": sum(s["lost"] for s in ds),
                 "best": min(values) if values else None,
                 "seconds": sum(s["seconds"] or 0.0 for s in done),

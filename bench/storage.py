@@ -33,8 +33,9 @@ def normalize_url(url: str) -> str:
     try:
         u = make_url(url)
     except exc.ArgumentError:
-        raise StorageURLError(f"--storage: cannot parse {url!r} as a database URL "
-                              "(e.g. sqlite:///runs/bench.db, postgresql://user@host/db, mysql://user@host/db)") from None
+        raise StorageURLError(
+            f"--storage: cannot parse {url!r} as a database URL "
+            "(e.g. sqlite:///runs/bench.db, postgresql://user@host/db, mysql://user@host/db)") from None
     backend = u.get_backend_name()
     if backend == "postgresql":
         u = u.set(drivername="postgresql+psycopg")
@@ -106,15 +107,60 @@ def make_engine(url: str) -> Engine:
     return _configure(sa.create_engine(url, **engine_kwargs(url)))
 
 
-def optuna_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's RDBStorage with bench's engine options; table creation is retried because it races on PostgreSQL."""
+class RetryingStorage(optuna.storages.BaseStorage):
+    """Optuna storage whose every call is retried on transient database errors.
+
+    Optuna's own calls sit deep inside sampling, reporting and pruning (``trial.suggest_*`` writes a param row);
+    wrapping the storage once covers them all, instead of wrapping each call site. A retried write that had in
+    fact committed is harmless: params and attrs are upserts, a second state change raises (the worker checks),
+    and a duplicated ``create_new_trial`` leaves a RUNNING orphan that workers fail when they sweep.
+    """
+
+    def __init__(self, rdb: optuna.storages.RDBStorage) -> None:
+        self.rdb = rdb
+        self._inner = optuna.storages._CachedStorage(rdb)
+
+    def dispose(self) -> None:
+        """Close the pooled connections (short-lived commands; workers keep theirs)."""
+        self.rdb.engine.dispose()
+
+
+def _retried(name: str) -> Callable[..., Any]:
+    def method(self: RetryingStorage, *args: Any, **kwargs: Any) -> Any:
+        def call() -> Any:
+            try:
+                return getattr(self._inner, name)(*args, **kwargs)
+            except optuna.exceptions.StorageInternalError:
+                # A connection that died mid-transaction can leave Optuna's thread-local session unusable
+                # ("Can't reconnect until invalid transaction is rolled back"): start the retry from a new one.
+                self.rdb.scoped_session.remove()
+                raise
+
+        return retry(call, f"optuna storage {name}")
+
+    method.__name__ = name
+    return method
+
+
+for _name in [n for n in vars(optuna.storages.BaseStorage) if not n.startswith("_")]:
+    if callable(getattr(optuna.storages.BaseStorage, _name)):
+        setattr(RetryingStorage, _name, _retried(_name))
+RetryingStorage.__abstractmethods__ = frozenset()
+
+
+def optuna_storage(url: str) -> RetryingStorage:
+    """Optuna's RDBStorage with bench's engine options, cached like Optuna does, retried on transient errors.
+
+    Opening is retried too: concurrent first opens race on Optuna's schema and version rows.
+    """
 
     def build() -> optuna.storages.RDBStorage:
         st = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
         _configure(st.engine)
         return st
 
-    return retry(build, "opening Optuna storage")
+    rdb = retry(build, "opening Optuna storage", also=lambda e: isinstance(e, exc.IntegrityError))
+    return RetryingStorage(rdb)  # type: ignore[abstract]  # methods are generated above
 
 
 TRANSIENT_MARKERS = (
@@ -122,18 +168,22 @@ TRANSIENT_MARKERS = (
     "server closed the connection", "connection reset", "terminating connection", "lost connection",
     "connection refused", "gone away", "connection is closed", "consuming input failed", "ssl syscall",
     "server login has been failing", "the database system is", "connection timed out", "broken pipe",
-    "duplicate key value violates unique constraint \"pg_type", "already exists",
+    "can't reconnect until invalid transaction is rolled back",
 )
+# Racing CREATE TABLEs (many processes opening a new database at once); never a plain unique violation on data.
+DDL_RACE_MARKERS = ("already exists", "duplicate key value violates unique constraint \"pg_type")
 
 
 def is_transient(err: BaseException) -> bool:
     """Errors that a retry can cure: lost connections, lock contention, deadlocks, racing DDL."""
     if isinstance(err, exc.DBAPIError) and err.connection_invalidated:
         return True
+    text = str(err).lower()
+    if isinstance(err, exc.IntegrityError):
+        return "pg_type" in text and any(m in text for m in DDL_RACE_MARKERS)
     if isinstance(err, (exc.OperationalError, exc.InterfaceError, exc.ProgrammingError, exc.InternalError,
-                        exc.IntegrityError, exc.DisconnectionError)):
-        text = str(err).lower()
-        return any(m in text for m in TRANSIENT_MARKERS)
+                        exc.DisconnectionError, exc.PendingRollbackError)):
+        return any(m in text for m in TRANSIENT_MARKERS + DDL_RACE_MARKERS)
     return False
 
 
@@ -142,7 +192,8 @@ def retry_budget() -> float:
     return float(os.environ.get("BENCH_DB_RETRY_SECONDS", "120"))
 
 
-def retry(fn: Callable[[], T], what: str, *, budget: float | None = None) -> T:
+def retry(fn: Callable[[], T], what: str, *, budget: float | None = None,
+          also: Callable[[BaseException], bool] | None = None) -> T:
     """Call fn, retrying transient database errors with jittered exponential backoff up to a time bound."""
     deadline = time.monotonic() + (retry_budget() if budget is None else budget)
     delay = 0.05
@@ -152,7 +203,7 @@ def retry(fn: Callable[[], T], what: str, *, budget: float | None = None) -> T:
             return fn()
         except Exception as err:  # noqa: BLE001 - classified right below
             cause = err.__cause__ if isinstance(err.__cause__, exc.SQLAlchemyError) else err
-            if not (is_transient(err) or is_transient(cause)):
+            if not (is_transient(err) or is_transient(cause) or (also is not None and (also(err) or also(cause)))):
                 raise
             attempt += 1
             if time.monotonic() + delay > deadline:

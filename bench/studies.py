@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 import optuna
 
@@ -49,18 +50,19 @@ def study_roles(spec: Spec) -> list[str]:
     return ["tune"] + (["eval"] if spec.evaluation.seeds else []) + (["baseline"] if spec.baseline else [])
 
 
-def create_studies(spec: Spec, storage: optuna.storages.BaseStorage) -> list[str]:
+def create_studies(spec: Spec, storage: optuna.storages.BaseStorage, extra: dict[str, object] | None = None
+                   ) -> list[str]:
     """Create (or load) every study of the experiment and stamp the provenance attributes. Idempotent."""
     names = []
     for depth in spec.depths:
         for role in study_roles(spec):
             name = study_name(spec.name, depth, role)
-            study = retry(lambda name=name: optuna.create_study(  # type: ignore[misc]
-                study_name=name, storage=storage, direction="minimize", load_if_exists=True), "creating study")
-            attrs = {"experiment": spec.name, "depth": depth, "spec_hash": spec.hash, "role": role}
+            study = retry(partial(optuna.create_study, study_name=name, storage=storage, direction="minimize",
+                                  load_if_exists=True), "creating study")
+            attrs = {"experiment": spec.name, "depth": depth, "spec_hash": spec.hash, "role": role, **(extra or {})}
             for key, value in attrs.items():
                 if study.user_attrs.get(key) != value:
-                    retry(lambda k=key, v=value: study.set_user_attr(k, v), "stamping study")  # type: ignore[misc]
+                    retry(partial(study.set_user_attr, key, value), "stamping study")
             names.append(name)
     return names
 

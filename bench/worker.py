@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -10,6 +11,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import optuna
@@ -75,6 +78,7 @@ class WorkerLoop:
                 if claim is None and self._add_eval_slots():
                     claim = self.ledger.claim(self.worker_id, self.opts.lease_seconds)
                 if claim is None:
+                    self._sweep_orphans()
                     if not self._others_in_flight():
                         break
                     time.sleep(self.opts.poll_seconds)
@@ -119,7 +123,7 @@ class WorkerLoop:
                 trial = retry(study.ask, "asking for a trial")
                 for key, value in {SLOT_ATTR: claim.slot_id, "bench_attempt": claim.attempts, "role": "tune",
                                    **provenance(self.spec, self.device)}.items():
-                    retry(lambda k=key, v=value: trial.set_user_attr(k, v), "tagging trial")  # type: ignore
+                    retry(partial(trial.set_user_attr, key, value), "tagging trial")
                 self.ledger.set_trial_number(claim.slot_id, self.worker_id, trial.number)
                 seed = derived_seed("train", self.spec.task.data_seed, claim.idx)
                 out = run_tuning_trial(self.spec, claim.depth, trial, device=self.device, seed=seed)
@@ -150,7 +154,7 @@ class WorkerLoop:
     def _tell(self, study: optuna.Study, trial: optuna.Trial, out: Outcome) -> int | None:
         """Finish the Optuna trial; None if it was already failed by a reclaimer (our lease had expired)."""
         for key, value in out.attrs.items():
-            retry(lambda k=key, v=value: trial.set_user_attr(k, v), "recording trial attrs")  # type: ignore
+            retry(partial(trial.set_user_attr, key, value), "recording trial attrs")
         if out.outcome == "pruned":
             state, values = TrialState.PRUNED, None
         else:
@@ -198,10 +202,8 @@ class WorkerLoop:
         retry(lambda: study._storage.set_trial_user_attr(trial_id, "bench_lost", reason), "marking lost trial")
 
         def fail() -> None:
-            try:
+            with contextlib.suppress(RuntimeError, ValueError):  # already finished: nothing to fail
                 study.tell(number, state=TrialState.FAIL)
-            except (RuntimeError, ValueError):
-                pass  # already finished: nothing to fail
 
         retry(fail, "failing lost trial")
 
@@ -224,6 +226,17 @@ class WorkerLoop:
             self.summary.reclaimed += 1
             self._emit("reclaimed", role=claim.role, depth=claim.depth, idx=claim.idx)
 
+    def _sweep_orphans(self) -> None:
+        """Fail RUNNING tuning trials that no claimed slot owns (e.g. a trial created twice by a retried write
+        whose first commit did land), once they are older than a lease, so studies never keep ghost trials."""
+        live = {(s["depth"], s["trial_number"]) for s in self.ledger.slots("tune") if s["state"] == CLAIMED}
+        cutoff = datetime.now() - timedelta(seconds=self.opts.lease_seconds)
+        for depth in self.spec.depths:
+            study = self.study(depth, "tune")
+            for ft in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if (depth, ft.number) not in live and ft.datetime_start and ft.datetime_start < cutoff:
+                    self._fail_trial(study, ft.number, ft._trial_id, "orphan: no slot owns this trial")
+
     # ---------------------------------------------------------------- evaluation phase
 
     def _add_eval_slots(self, only_depth: int | None = None) -> bool:
@@ -242,8 +255,7 @@ class WorkerLoop:
                 continue
             counted = {s["trial_number"] for s in mine}
             study = self.study(depth, "tune")
-            trials = retry(lambda st=study: st.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                           "reading trials")
+            trials = retry(partial(study.get_trials, deepcopy=False, states=(TrialState.COMPLETE,)), "reading trials")
             ranked = sorted((t for t in trials if t.number in counted and t.value is not None
                              and math.isfinite(t.value)), key=lambda t: (t.value, t.number))[: ev.top_k]
             rows = [("eval", depth, rank * ev.seeds + s,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import optuna
+import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from bench.ledger import Ledger
@@ -24,6 +26,8 @@ class Collected:
     trials: list[dict[str, Any]] = field(default_factory=list)
     slots: list[dict[str, Any]] = field(default_factory=list)
     distributions: dict[str, dict[str, str]] = field(default_factory=dict)  # study -> param -> repr(distribution)
+    importance: dict[int, dict[str, float] | None] = field(default_factory=dict)  # depth -> param -> importance
+    trivial_loss: float | None = None  # the task's input-independent baseline loss (stored on the studies)
 
 
 def _record(role: str, depth: int, t: optuna.trial.FrozenTrial, counted: set[int]) -> dict[str, Any]:
@@ -67,22 +71,36 @@ def collect(spec: Spec, url: str) -> Collected:
                 name = study_name(spec.name, depth, role)
                 if name not in existing:
                     continue
-                study = retry(lambda n=name: optuna.load_study(study_name=n, storage=storage),  # type: ignore
-                              "loading study")
+                study = retry(partial(optuna.load_study, study_name=name, storage=storage), "loading study")
                 out.study_attrs[name] = dict(study.user_attrs)
-                trials = retry(lambda s=study: s.get_trials(deepcopy=False), "reading trials")  # type: ignore
+                out.trivial_loss = study.user_attrs.get("trivial_loss", out.trivial_loss)
+                trials = retry(partial(study.get_trials, deepcopy=False), "reading trials")
                 out.trials += [_record(role, depth, t, counted) for t in trials]
                 if role == "tune" and trials:
                     merged: dict[str, str] = {}
                     for t in trials:
                         merged.update({k: repr(v) for k, v in t.distributions.items()})
                     out.distributions[name] = merged
+                    out.importance[depth] = importance([t for t in trials if t.number in counted])
     finally:
-        storage.engine.dispose()
+        storage.dispose()
     return out
 
 
-def _has_ledger(engine: Any) -> bool:
-    import sqlalchemy as sa
+def importance(trials: list[optuna.trial.FrozenTrial]) -> dict[str, float] | None:
+    """Optuna's default importance (PED-ANOVA, Watanabe et al. 2023; no scikit-learn needed) over a depth's
+    counted, finite trials; None when it cannot say."""
+    usable = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
+    if len(usable) < 3 or len({t.value for t in usable}) < 2:
+        return None
+    study = optuna.create_study(direction="minimize")
+    study.add_trials(usable)
+    try:
+        found = optuna.importance.get_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+    except (RuntimeError, ValueError):
+        return None
+    return {k: float(v) for k, v in found.items()}
 
+
+def _has_ledger(engine: Any) -> bool:
     return bool(retry(lambda: sa.inspect(engine).has_table("bench_experiments"), "inspecting storage"))

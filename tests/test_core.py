@@ -1,0 +1,193 @@
+"""The core loop on SQLite: exact budgets, divergence counted, resume, refusal of a changed spec, invariant 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+from optuna.trial import TrialState
+
+from bench.cli import main
+from bench.ledger import Ledger, SpecMismatch
+from bench.run import attach, init_experiment
+from bench.search_space import distribution, suggest
+from bench.spec import ParamSpec, load_spec
+from bench.storage import make_engine, optuna_storage
+from bench.studies import study_name
+from bench.worker import WorkerLoop, WorkerOptions
+from tests.conftest import tiny_spec
+
+
+def run_worker(spec_path: Path, url: str, **kw: object) -> WorkerLoop:
+    spec = load_spec(spec_path)
+    init_experiment(spec, url)
+    loop = WorkerLoop(spec, url, attach(spec, url), WorkerOptions(lease_seconds=30, poll_seconds=0.2, **kw))  # type: ignore[arg-type]
+    loop.run()
+    return loop
+
+
+def done_by_depth(url: str, name: str, role: str = "tune") -> dict[int, list[str]]:
+    engine = make_engine(url)
+    ledger = Ledger(engine, Ledger.find_experiment(engine, name)[0])  # type: ignore[index]
+    out: dict[int, list[str]] = {}
+    for s in ledger.slots(role):
+        out.setdefault(s["depth"], []).append(s["state"])
+    engine.dispose()
+    return out
+
+
+def test_exact_budget_and_invariant_2(tmp_path: Path, sqlite_url: str) -> None:
+    path = tiny_spec(tmp_path, budget={"trials": 3, "epochs": 1, "batch_size": 32})
+    run_worker(path, sqlite_url)
+    storage = optuna_storage(sqlite_url)
+    spec = load_spec(path)
+    dists = []
+    for depth in spec.depths:
+        study = optuna.load_study(study_name=study_name(spec.name, depth), storage=storage)
+        finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        assert len(finished) == 3
+        assert {"experiment": "tiny", "depth": depth, "spec_hash": spec.hash, "role": "tune"}.items() <= \
+            study.user_attrs.items()
+        dists.append({n: d for t in finished for n, d in t.distributions.items()})
+        # Every trial is stamped with provenance.
+        for t in finished:
+            assert {"seconds", "n_params", "device", "torch_threads", "bench_version", "spec_hash"} <= set(t.user_attrs)
+    assert all(d == dists[0] for d in dists), "every depth must search the same space"
+    assert done_by_depth(sqlite_url, "tiny") == {1: ["done"] * 3, 2: ["done"] * 3}
+
+
+def test_diverged_trials_count_toward_the_budget(tmp_path: Path, sqlite_url: str) -> None:
+    path = tiny_spec(tmp_path, name="div", task={"name": "tests.nan_task:make_task"})
+    run_worker(path, sqlite_url)
+    engine = make_engine(sqlite_url)
+    ledger = Ledger(engine, Ledger.find_experiment(engine, "div")[0])  # type: ignore[index]
+    outcomes = [s["outcome"] for s in ledger.slots("tune")]
+    assert outcomes == ["diverged"] * 4
+    study = optuna.load_study(study_name="div-depth1", storage=optuna_storage(sqlite_url))
+    assert all(t.state == TrialState.COMPLETE and t.value == float("inf") for t in study.trials)
+
+
+def test_resume_never_exceeds_budget(tmp_path: Path, sqlite_url: str) -> None:
+    path = tiny_spec(tmp_path, budget={"trials": 3, "epochs": 1, "batch_size": 32})
+    run_worker(path, sqlite_url, max_trials=2)
+    partial = done_by_depth(sqlite_url, "tiny")
+    assert sorted(partial[1] + partial[2]).count("done") == 2
+    assert partial[1].count("done") == partial[2].count("done") == 1, "depths advance in turn"
+    run_worker(path, sqlite_url)
+    run_worker(path, sqlite_url)  # a finished experiment stays finished
+    assert done_by_depth(sqlite_url, "tiny") == {1: ["done"] * 3, 2: ["done"] * 3}
+
+
+def test_ctrl_c_then_rerun_finishes_exactly(tmp_path: Path, sqlite_url: str) -> None:
+    path = tiny_spec(tmp_path, budget={"trials": 30, "epochs": 3, "batch_size": 16})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    cmd = [sys.executable, "-m", "bench", "run", str(path), "--storage", sqlite_url, "--workers", "2",
+           "--no-report"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if os.path.exists(sqlite_url[len("sqlite:///"):]):
+            try:
+                if sum(v.count("done") for v in done_by_depth(sqlite_url, "tiny").values()) >= 4:
+                    break
+            except (sa.exc.OperationalError, TypeError):
+                pass
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    states = [s for v in done_by_depth(sqlite_url, "tiny").values() for s in v]
+    assert "claimed" not in states, "an interrupted trial must give its slot back"
+    assert 4 <= states.count("done") < 60
+    storage = optuna_storage(sqlite_url)
+    assert main(["run", str(path), "--storage", sqlite_url, "--no-report"]) == 0
+    assert done_by_depth(sqlite_url, "tiny") == {1: ["done"] * 30, 2: ["done"] * 30}
+    for depth in (1, 2):
+        study = optuna.load_study(study_name=f"tiny-depth{depth}", storage=storage)
+        counted = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        assert len(counted) == 30
+        for t in study.trials:
+            if t.state == TrialState.FAIL:
+                assert t.user_attrs["bench_lost"] == "interrupted"
+
+
+def test_changed_spec_is_refused_naming_fields(tmp_path: Path, sqlite_url: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = tiny_spec(tmp_path)
+    assert main(["init", str(path), "--storage", sqlite_url]) == 0
+    assert main(["init", str(path), "--storage", sqlite_url]) == 0  # same spec: idempotent
+    (tmp_path / "v2").mkdir()
+    changed = tiny_spec(tmp_path / "v2", budget={"trials": 5, "epochs": 1, "batch_size": 32},
+                        search_space={"lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}})
+    capsys.readouterr()
+    for cmd in ("init", "worker", "run", "status"):
+        assert main([cmd, str(changed), "--storage", sqlite_url]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"bench: error: {changed}: experiment 'tiny' exists")
+        assert "budget.trials" in err and "search_space.lr.high" in err and "search_space.init" in err
+        assert len(err.strip().splitlines()) == 1
+    with pytest.raises(SpecMismatch):
+        attach(load_spec(changed), sqlite_url)
+
+
+def test_search_space_mapping() -> None:
+    specs = [ParamSpec("lr", "float", 1e-4, 1e-1, log=True), ParamSpec("dropout", "float", 0.0, 0.5, step=0.1),
+             ParamSpec("init", "categorical", choices=("default", "orthogonal"))]
+    d = [distribution(p) for p in specs]
+    assert d[0] == optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)
+    assert d[1] == optuna.distributions.FloatDistribution(0.0, 0.5, step=0.1)
+    assert d[2] == optuna.distributions.CategoricalDistribution(["default", "orthogonal"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(20):
+        params = suggest(study.ask(), tuple(specs))
+        assert 1e-4 <= params["lr"] <= 1e-1
+        assert round(params["dropout"] * 10) == pytest.approx(params["dropout"] * 10)
+        assert params["init"] in ("default", "orthogonal")
+
+
+def test_cli_end_to_end_run_then_report(tmp_path: Path, sqlite_url: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tiny_spec(tmp_path)
+    out = tmp_path / "rep"
+    assert main(["run", str(path), "--storage", sqlite_url, "--workers", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "report.json" in printed and "best per depth" in printed
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["experiment"] == "tiny" and doc["spec_hash"] == load_spec(path).hash
+    assert [a["depth"] for a in doc["arms"]] == [1, 2]
+    for a in doc["arms"]:
+        assert a["n_finished"] == 2 and a["best_value"] > 0 and set(a["best_params"]) == {"lr", "init", "dropout"}
+        assert a["n_params"] > 0 and a["mean_trial_seconds"] > 0
+    assert doc["arms"][1]["n_params"] > doc["arms"][0]["n_params"]
+    assert "# bench report: tiny" in (out / "report.md").read_text()
+    out2 = tmp_path / "rep2"
+    assert main(["report", str(path), "--storage", sqlite_url, "--out", str(out2)]) == 0
+    assert json.loads((out2 / "report.json").read_text())["arms"] == doc["arms"]
+
+
+def test_bad_input_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "sub" / "b.db"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = 'x'\ndepths = [1]\n[task]\nname='seq2seq'\n[search_space]\n"
+                   "lr = {type='float', low=0.1, high=0.01}\n[budget]\ntrials=1\nepochs=1\n")
+    assert main(["run", str(bad), "--storage", f"sqlite:///{db}"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"bench: error: {bad}: search_space.lr.low: low 0.1 must be below high 0.01"
+    assert not db.parent.exists()
+    good = tiny_spec(tmp_path, task={"name": "seq2seq", "length": -4})
+    assert main(["init", str(good), "--storage", f"sqlite:///{db}"]) == 2
+    assert "task.length" in capsys.readouterr().err
+    assert not db.parent.exists()
+    assert main(["init", str(good), "--storage", "oracle://x/y"]) == 2
+    assert "--storage: unsupported database 'oracle'" in capsys.readouterr().err
+    assert main(["worker", str(tiny_spec(tmp_path, name="never")), "--storage", f"sqlite:///{tmp_path}/c.db"]) == 2
+    assert "run `bench init`" in capsys.readouterr().err
