@@ -118,6 +118,8 @@ def _report(spec: Spec, url: str, out: Path | None, console: Console) -> int:
     doc, paths = make_report(spec, url, out)
     from bench.report.render import terminal_table
 
+    _refresh_notes(spec, url, doc, paths.get("html", out))
+
     console.print(terminal_table(doc))
     for m in doc["missing"]:
         console.print(f"[yellow]incomplete:[/yellow] {m}")
@@ -127,6 +129,28 @@ def _report(spec: Spec, url: str, out: Path | None, console: Console) -> int:
         if name in paths:
             print(f"report: {paths[name]}")  # plain print: a path must never be wrapped
     return EXIT_OK
+
+
+def _refresh_notes(spec: Spec, url: str, doc: dict[str, Any], report: Path) -> None:
+    """Bring every study's dashboard note up to date: finished counts, parity, where the report is."""
+    from bench.dashboard import note_body, write_notes
+    from bench.storage import optuna_storage
+    from bench.studies import study_roles
+
+    if not doc["arms"] or any("not in this storage" in m for m in doc["missing"]):
+        return
+    finished = [a["n_finished"] for a in doc["arms"]]
+    parity = max(finished) - min(finished)
+    done = {("tune", a["depth"]): a["n_finished"] for a in doc["arms"]}
+    for role, key in (("eval", "test"), ("baseline", "baseline")):
+        for d, summary in (doc.get(key) or {}).items():
+            done[(role, int(d))] = summary["n_seeds"] if summary else 0
+    storage = optuna_storage(url)
+    try:
+        write_notes(spec, storage, {(d, r): note_body(spec, d, r, done.get((r, d), 0), parity, report.resolve())
+                                    for d in spec.depths for r in study_roles(spec)})
+    finally:
+        storage.dispose()
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:

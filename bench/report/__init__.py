@@ -14,5 +14,6 @@ def make_report(spec: Spec, url: str, out_dir: Path) -> tuple[dict[str, Any], di
     from bench.report.collect import collect
     from bench.report.render import write
 
-    doc = build(collect(spec, url))
-    return doc, write(doc, out_dir)
+    collected = collect(spec, url)
+    doc = build(collected)
+    return doc, write(doc, out_dir, collected)

@@ -21,10 +21,15 @@ def _tune(col: Collected, depth: int) -> list[dict[str, Any]]:
     return [t for t in col.trials if t["role"] == "tune" and t["depth"] == depth and t["counted"]]
 
 
+def _scored(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The finished trials that have a score: complete, diverged, and pruned ones (scored at the epoch where the
+    pruner stopped them, a conservative value: they count toward the budget, so they count in best-of-n too)."""
+    return [t for t in trials if t["state"] == "diverged" or t["value"] is not None]
+
+
 def _scores(trials: list[dict[str, Any]], worst: float) -> np.ndarray:
-    """Objective values of finished trials; diverged ones score `worst` (a finite stand-in for +inf)."""
-    return np.array([worst if t["state"] == "diverged" else t["value"] for t in trials
-                     if t["state"] == "diverged" or (t["state"] == "complete" and t["value"] is not None)], float)
+    """Objective values of the scored trials; diverged ones score `worst` (a finite stand-in for +inf)."""
+    return np.array([worst if t["state"] == "diverged" else t["value"] for t in _scored(trials)], float)
 
 
 def worst_value(col: Collected) -> float:
@@ -63,12 +68,12 @@ def build(col: Collected, reps: int = 2000, seed: int = 0) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "experiment": spec.name, "spec_hash": spec.hash, "bench_version": bench.__version__,
         "storage": col.storage, "arms": arms,
-        "complete": bool(arms) and all(a["budget"] and a["n_finished"] == a["budget"] for a in arms),
         "missing": missing(col, arms),
         "settings": {"bootstrap_reps": reps, "bootstrap_seed": seed, "diverged_scored_as": worst,
                      "sampler": spec.sampler.kind, "adaptive_sampler": spec.sampler.kind == "tpe"},
         "trivial_loss": col.trivial_loss,
     }
+    doc["complete"] = bool(arms) and not doc["missing"]
     doc["evp"] = {str(d): best_of_n(col, d, worst) for d in spec.depths}
     doc["prob_best"] = prob_best(col, worst, reps, seed)
     doc["test"] = {str(d): seeds_summary(col, d, "eval", reps, seed) for d in spec.depths}
@@ -90,6 +95,18 @@ def missing(col: Collected, arms: list[dict[str, Any]]) -> list[str]:
     for a in arms:
         if a["n_finished"] < a["budget"]:
             out.append(f"depth {a['depth']}: {a['n_finished']}/{a['budget']} tuning trials finished")
+    ev = col.spec.evaluation
+    phases = [("eval", "re-evaluation", ev.seeds * ev.top_k)] + ([("baseline", "baseline", ev.seeds)]
+                                                                 if col.spec.baseline else [])
+    for role, words, per_depth in phases:
+        if ev.seeds < 1:
+            continue
+        for d in col.spec.depths:
+            mine = [s for s in col.slots if s["role"] == role and s["depth"] == d]
+            done = sum(1 for s in mine if s["state"] == "done")
+            per_depth = len(mine) or per_depth  # eval slots appear once tuning is done (fewer if top_k > finite)
+            if done < per_depth:
+                out.append(f"depth {d}: {done}/{per_depth} {words} runs finished")
     return out
 
 
@@ -100,8 +117,7 @@ def best_of_n(col: Collected, depth: int, worst: float) -> dict[str, Any] | None
         return None
     m, s = stats.expected_best_of_n(values)
     curve: dict[str, Any] = {"n": list(range(1, values.size + 1)), "mean": m.tolist(), "std": s.tolist()}
-    secs = np.array([t["seconds"] or 0.0 for t in _tune(col, depth)
-                     if t["state"] == "diverged" or (t["state"] == "complete" and t["value"] is not None)], float)
+    secs = np.array([t["seconds"] or 0.0 for t in _scored(_tune(col, depth))], float)
     curve["seconds"] = stats.expected_best_vs_budget(values, secs)[0].tolist()
     return curve
 

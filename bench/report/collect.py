@@ -38,7 +38,7 @@ def _record(role: str, depth: int, t: optuna.trial.FrozenTrial, counted: set[int
     value = t.value if t.value is not None and math.isfinite(t.value) else None
     return {
         "role": role, "depth": depth, "number": t.number, "state": state, "value": value,
-        "counted": t.number in counted if role == "tune" else t.state == TrialState.COMPLETE,
+        "counted": t.number in counted,
         "params": dict(t.params), "seconds": ua.get("seconds"), "n_params": ua.get("n_params"),
         "hidden": ua.get("hidden"), "epochs_run": ua.get("epochs_run"), "seed": ua.get("seed"),
         "test_loss": ua.get("test_loss"), "rank": ua.get("rank"), "source_trial": ua.get("source_trial"),
@@ -65,9 +65,10 @@ def collect(spec: Spec, url: str) -> Collected:
     try:
         existing = {s.study_name for s in retry(lambda: optuna.get_all_study_summaries(storage), "listing studies")}
         for depth in spec.depths:
-            counted = {s["trial_number"] for s in out.slots
-                       if s["role"] == "tune" and s["depth"] == depth and s["state"] == "done"}
             for role in ("tune", "eval", "baseline"):
+                # A trial counts only if a done ledger slot points at it: exactness comes from the ledger.
+                counted = {s["trial_number"] for s in out.slots
+                           if s["role"] == role and s["depth"] == depth and s["state"] == "done"}
                 name = study_name(spec.name, depth, role)
                 if name not in existing:
                     continue
@@ -96,7 +97,8 @@ def importance(trials: list[optuna.trial.FrozenTrial]) -> dict[str, float] | Non
     study = optuna.create_study(direction="minimize")
     study.add_trials(usable)
     try:
-        found = optuna.importance.get_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+        evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+        found = optuna.importance.get_param_importances(study, evaluator=evaluator)
     except (RuntimeError, ValueError):
         return None
     return {k: float(v) for k, v in found.items()}
