@@ -116,11 +116,13 @@ def _report(spec: Spec, url: str, out: Path | None, console: Console) -> int:
 
     out = out or Path("reports") / spec.name
     doc, paths = make_report(spec, url, out)
-    from bench.report.render import terminal_table
+    from bench.report.render import terminal_params, terminal_table
 
     _refresh_notes(spec, url, doc, paths.get("html", out))
 
     console.print(terminal_table(doc))
+    for line in terminal_params(doc):
+        print(line)
     for m in doc["missing"]:
         console.print(f"[yellow]incomplete:[/yellow] {m}")
     if "verdict" in doc:
@@ -244,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("status", cmd_status, "Per depth: budget, done by outcome, running, lost, best so far; live workers.")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
 
-    sp = add("report", cmd_report, "Write report.md and report.json (works on a run in progress).")
+    sp = add("report", cmd_report, "Write index.html, report.md (+ figures), report.json and trials.csv "
+             "(works on a run in progress).")
     sp.add_argument("--out", help="report folder (default reports/<experiment>)")
 
     sp = add("dashboard", cmd_dashboard, "Serve optuna-dashboard on the same storage.", spec_required=False)

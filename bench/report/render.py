@@ -91,12 +91,20 @@ def arm_rows(doc: dict[str, Any]) -> list[list[str]]:
 
 
 def terminal_table(doc: dict[str, Any]) -> Table:
+    """Best per depth for the terminal: numbers only (hyperparameters go below it, see terminal_params)."""
     t = Table(title=f"{doc['experiment']}: best per depth (tuned separately, same search space and budget)")
-    for c in ARM_COLUMNS:
-        t.add_column(c, justify="left" if c == "best hyperparameters" else "right")
-    for row in arm_rows(doc):
-        t.add_row(*row)
+    test = doc.get("test") or {}
+    cols = ("depth", "done", "complete", "pruned", "diverged", "best val", "params", "s/trial", "test (seeds)")
+    for c in cols:
+        t.add_column(c, justify="right")
+    for row, a in zip(arm_rows(doc), doc["arms"], strict=True):
+        summary = test.get(str(a["depth"])) or {}
+        t.add_row(*row[:-1], _fmt(summary.get("test_mean")))
     return t
+
+
+def terminal_params(doc: dict[str, Any]) -> list[str]:
+    return [f"depth {a['depth']} best: {_params(a['best_params'])}" for a in doc["arms"]]
 
 
 # ---------------------------------------------------------------- content as blocks (one source, two formats)

@@ -54,9 +54,9 @@ def make_task(data_seed: int, **params: Any) -> Task:
     p = check_params(**params)
     rng = data_rng(data_seed)
     train_path, test_path = dataset_files(p["dataset"])
-    official, test = parse_ts(train_path), parse_ts(test_path)
-    if test.classes != official.classes:
-        raise SpecError(f"task.dataset: {test_path} declares classes {test.classes}, but the TRAIN file "
+    official, held_out = parse_ts(train_path), parse_ts(test_path)
+    if held_out.classes != official.classes:
+        raise SpecError(f"task.dataset: {test_path} declares classes {held_out.classes}, but the TRAIN file "
                         f"{official.classes}")
     val_idx = stratified_holdout(official.labels, p["val_fraction"], rng)
     if len(val_idx) == 0:
@@ -64,18 +64,18 @@ def make_task(data_seed: int, **params: Any) -> Task:
     train_idx = np.setdiff1d(np.arange(len(official.labels)), val_idx)
     train_series = [official.series[i] for i in train_idx]
     mean, std = _channel_stats(train_series)
-    t_max = max(len(s) for s in (*official.series, *test.series))  # one padded width for every split
+    t_max = max(len(s) for s in (*official.series, *held_out.series))  # one padded width for every split
     splits = [
         _split([(s - mean) / std for s in series], labels, t_max)
         for series, labels in (
             (train_series, official.labels[train_idx]),
             ([official.series[i] for i in val_idx], official.labels[val_idx]),
-            (test.series, test.labels),
+            (held_out.series, held_out.labels),
         )
     ]
-    train, val, test_split = splits
+    train, val, test = splits
     n_classes, channels = len(official.classes), official.series[0].shape[1]
-    all_lengths = [len(s) for s in (*official.series, *test.series)]
+    all_lengths = [len(s) for s in (*official.series, *held_out.series)]
     return Task(
         name="uea",
         inputs="features",
@@ -84,13 +84,13 @@ def make_task(data_seed: int, **params: Any) -> Task:
         target="last",
         train=train,
         val=val,
-        test=test_split,
+        test=test,
         trivial_loss=trivial_loss(train.y, val.y, n_classes),
         metric_note="cross-entropy per sequence (nats); accuracy not reported",
         info={
             **p,
             "data_seed": data_seed,
-            "sizes": {"train": len(train), "val": len(val), "test": len(test_split)},
+            "sizes": {"train": len(train), "val": len(val), "test": len(test)},
             "channels": channels,
             "classes": list(official.classes),  # class id i is the file's label classes[i]
             "length_range": [min(all_lengths), max(all_lengths)],
