@@ -28,7 +28,10 @@ class BadInput(Exception):
 
 
 def _spec(path: str) -> Spec:
-    return load_spec(path)
+    """Load, validate (including task parameters) and resolve a spec: the same hash for every command."""
+    from bench.run import validate
+
+    return validate(load_spec(path))
 
 
 def _storage(url: str) -> str:

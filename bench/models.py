@@ -131,6 +131,9 @@ def hidden_size(task: Task, model: ModelSpec, depth: int) -> int:
     """model.hidden for fixed_width; for matched_params the width that gives target_params at this depth."""
     if model.capacity == "fixed_width":
         return model.hidden
+    solved = dict(model.hidden_by_depth)
+    if depth in solved:
+        return solved[depth]
     return hidden_for_params(task.inputs, task.input_size, task.n_classes, model, depth)
 
 

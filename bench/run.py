@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -43,21 +43,25 @@ def budget_slots(spec: Spec) -> list[tuple[str, int, int, dict[str, object] | No
     return rows
 
 
-def validate(spec: Spec) -> None:
-    """Checks that need the science layer (task parameters, matched-capacity sizes): bad input, before any write."""
+def validate(spec: Spec) -> Spec:
+    """Checks that need the science layer (task parameters, matched-capacity sizes): bad input, before any write.
+
+    Returns the spec with the matched-capacity hidden sizes filled in (they become part of its hash).
+    """
     try:
         check_task(spec.task)
-        if spec.model.capacity == "matched_params":
+        if spec.model.capacity == "matched_params" and not spec.model.hidden_by_depth:
             task = load_task(spec.task)
-            for depth in spec.depths:
-                hidden_size(task, spec.model, depth)
+            solved = tuple((d, hidden_size(task, spec.model, d)) for d in spec.depths)
+            spec = replace(spec, model=replace(spec.model, hidden_by_depth=solved))
     except SpecError as err:
         raise SpecError(f"{spec.source}: {err}") from None
+    return spec
 
 
 def init_experiment(spec: Spec, url: str) -> InitResult:
     """Create experiment row, budget slots and studies; idempotent and safe to run concurrently (invariant 1, 3)."""
-    validate(spec)
+    spec = validate(spec)
     url = prepare(url)
     engine = make_engine(url)
     try:

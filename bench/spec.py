@@ -70,6 +70,9 @@ class ModelSpec:
     embedding: int = 32  # token embedding size (token inputs only)
     capacity: str = "fixed_width"  # fixed_width | matched_params
     target_params: int | None = None  # matched_params: parameter count every depth is sized to
+    # matched_params: the solved hidden size per depth, filled in at validation so that it is part of the hash
+    # (a change in the solver then shows as a changed spec instead of silently changing the comparison).
+    hidden_by_depth: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)

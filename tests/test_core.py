@@ -191,3 +191,43 @@ def test_bad_input_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "--storage: unsupported database 'oracle'" in capsys.readouterr().err
     assert main(["worker", str(tiny_spec(tmp_path, name="never")), "--storage", f"sqlite:///{tmp_path}/c.db"]) == 2
     assert "run `bench init`" in capsys.readouterr().err
+
+
+def test_matched_params_sizes_are_part_of_the_hash(tmp_path: Path, sqlite_url: str) -> None:
+    from bench.run import validate
+
+    path = tiny_spec(tmp_path, name="matched", depths=[1, 3],
+                     model={"cell": "gru", "embedding": 4, "capacity": "matched_params", "target_params": 3000})
+    raw = load_spec(path)
+    spec = validate(raw)
+    sizes = dict(spec.model.hidden_by_depth)
+    assert sizes[1] > sizes[3] > 0, sizes  # deeper nets get narrower layers at equal parameter count
+    assert spec.hash != raw.hash and "hidden_by_depth" in json.dumps(spec.to_dict())
+    assert main(["run", str(path), "--storage", sqlite_url, "--workers", "1", "--out", str(tmp_path / "r")]) == 0
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    counts = {a["depth"]: a["n_params"] for a in doc["arms"]}
+    assert all(abs(n - 3000) <= 150 for n in counts.values()), counts
+    assert {a["depth"]: a["hidden"] for a in doc["fairness"]["asymmetries"]} == sizes
+    assert doc["spec_hash"] == spec.hash
+
+
+def test_evaluation_and_baseline_phases_end_to_end(tmp_path: Path, sqlite_url: str) -> None:
+    path = tiny_spec(tmp_path, name="phases", evaluation={"seeds": 2, "top_k": 1}, baseline={"lr": 0.01})
+    assert main(["run", str(path), "--storage", sqlite_url, "--workers", "2", "--out", str(tmp_path / "r")]) == 0
+    assert done_by_depth(sqlite_url, "phases", "eval") == {1: ["done"] * 2, 2: ["done"] * 2}
+    assert done_by_depth(sqlite_url, "phases", "baseline") == {1: ["done"] * 2, 2: ["done"] * 2}
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert doc["complete"] and doc["missing"] == []
+    for d in ("1", "2"):
+        t, b = doc["test"][d], doc["baseline"][d]
+        assert t["n_seeds"] == 2 and len(t["test_losses"]) == 2 and t["params"] == doc["arms"][int(d) - 1]["best_params"]
+        assert b["n_seeds"] == 2 and b["params"] == {"lr": 0.01}
+    assert len(doc["pairwise"]) == 1 and doc["verdict"]["basis"] == "re-evaluated test loss"
+    storage = optuna_storage(sqlite_url)
+    ev = optuna.load_study(study_name="phases-depth1-eval", storage=storage)
+    seeds = sorted(t.user_attrs["seed"] for t in ev.trials)
+    base = optuna.load_study(study_name="phases-depth2-baseline", storage=storage)
+    assert seeds == sorted(t.user_attrs["seed"] for t in base.trials) == [10000, 10001]  # same fresh seeds
+    assert all(t.user_attrs["test_loss"] > 0 for t in ev.trials)
+    rows = (tmp_path / "r" / "trials.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 4 + 4 + 4  # header, tune, eval, baseline

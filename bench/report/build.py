@@ -51,6 +51,7 @@ def arm(col: Collected, depth: int) -> dict[str, Any]:
         "depth": depth, "budget": budget, "n_finished": len(trials),
         "by_outcome": {o: counts.get(o, 0) for o in OUTCOMES},
         "best_value": best["value"] if best else None, "best_params": best["params"] if best else None,
+        "best_value_bits": best["value"] / math.log(2) if best else None,
         "best_trial": best["number"] if best else None,
         "best_val_losses": best["val_losses"] if best else None,
         "n_params": n_params[0] if len(n_params) == 1 else (n_params or None),
@@ -71,7 +72,7 @@ def build(col: Collected, reps: int = 2000, seed: int = 0) -> dict[str, Any]:
         "missing": missing(col, arms),
         "settings": {"bootstrap_reps": reps, "bootstrap_seed": seed, "diverged_scored_as": worst,
                      "sampler": spec.sampler.kind, "adaptive_sampler": spec.sampler.kind == "tpe"},
-        "trivial_loss": col.trivial_loss,
+        "trivial_loss": col.trivial_loss, "metric": col.metric,
     }
     doc["complete"] = bool(arms) and not doc["missing"]
     doc["evp"] = {str(d): best_of_n(col, d, worst) for d in spec.depths}

@@ -28,6 +28,7 @@ class Collected:
     distributions: dict[str, dict[str, str]] = field(default_factory=dict)  # study -> param -> repr(distribution)
     importance: dict[int, dict[str, float] | None] = field(default_factory=dict)  # depth -> param -> importance
     trivial_loss: float | None = None  # the task's input-independent baseline loss (stored on the studies)
+    metric: str | None = None  # what the loss means, from the task (e.g. "cross-entropy per character (nats)")
 
 
 def _record(role: str, depth: int, t: optuna.trial.FrozenTrial, counted: set[int]) -> dict[str, Any]:
@@ -75,6 +76,7 @@ def collect(spec: Spec, url: str) -> Collected:
                 study = retry(partial(optuna.load_study, study_name=name, storage=storage), "loading study")
                 out.study_attrs[name] = dict(study.user_attrs)
                 out.trivial_loss = study.user_attrs.get("trivial_loss", out.trivial_loss)
+                out.metric = study.user_attrs.get("metric", out.metric)
                 trials = retry(partial(study.get_trials, deepcopy=False), "reading trials")
                 out.trials += [_record(role, depth, t, counted) for t in trials]
                 if role == "tune" and trials:

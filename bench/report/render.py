@@ -145,9 +145,16 @@ def _verdict(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Blo
 
 
 def _arms(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Block]:
-    return [Block("p", text="Each depth was tuned in its own study over the same search space with the same "
-                            "budget; this is the best tuning trial of each."),
-            _table(ARM_COLUMNS, arm_rows(doc))]
+    metric = doc.get("metric") or "validation loss"
+    trivial = doc.get("trivial_loss")
+    words = (f"Each depth was tuned in its own study over the same search space with the same budget; this is the "
+             f"best tuning trial of each. Loss: {metric}"
+             + (f"; trivial (input-independent) baseline {trivial:.4f} nats = {trivial / math.log(2):.4f} bits."
+                if trivial else "."))
+    bits = [[str(a["depth"]), _fmt(a.get("best_value_bits"))] for a in doc["arms"]]
+    return [Block("p", text=words), _table(ARM_COLUMNS, arm_rows(doc)),
+            Block("p", text="Best validation loss in bits (loss / ln 2; bits per character for charlm):"),
+            _table(("depth", "best val loss (bits)"), bits)]
 
 
 def _best_of_n(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Block]:
