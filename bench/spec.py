@@ -8,9 +8,9 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 
 class SpecError(ValueError):
@@ -302,18 +302,26 @@ def _task(r: _Reader, t: tuple[str, dict[str, Any]]) -> TaskSpec:
     return TaskSpec(name=name, data_seed=seed, params=tuple(sorted(params.items())))
 
 
+_FIELD_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "int | None": int}
+T = TypeVar("T")
+
+
+def _section(r: _Reader, t: tuple[str, dict[str, Any]], cls: type[T]) -> T:
+    """Read a flat table into its dataclass: typed fields, defaults, required fields, unknown keys rejected.
+
+    Only scalar fields are settable from TOML; derived ones (e.g. model.hidden_by_depth) are not.
+    """
+    key, raw = t
+    settable = [f for f in fields(cls) if f.type in _FIELD_TYPES]  # type: ignore[arg-type]
+    r.no_unknown(raw, {f.name for f in settable}, f"{key}.")
+    values = {f.name: r.get(raw, f.name, _FIELD_TYPES[str(f.type)], prefix=f"{key}.",
+                            required=f.default is MISSING, default=None if f.default is MISSING else f.default)
+              for f in settable}
+    return cls(**values)
+
+
 def _model(r: _Reader, t: tuple[str, dict[str, Any]]) -> ModelSpec:
-    _, raw = t
-    p = "model."
-    r.no_unknown(raw, {f.name for f in fields(ModelSpec)}, p)
-    d = ModelSpec()
-    m = ModelSpec(
-        cell=r.get(raw, "cell", str, prefix=p, default=d.cell),
-        hidden=r.get(raw, "hidden", int, prefix=p, default=d.hidden),
-        embedding=r.get(raw, "embedding", int, prefix=p, default=d.embedding),
-        capacity=r.get(raw, "capacity", str, prefix=p, default=d.capacity),
-        target_params=r.get(raw, "target_params", int, prefix=p),
-    )
+    m = _section(r, t, ModelSpec)
     _choice(r, "model.cell", m.cell, ("lstm", "gru"))
     _choice(r, "model.capacity", m.capacity, ("fixed_width", "matched_params"))
     _positive(r, "model.hidden", m.hidden)
@@ -402,15 +410,7 @@ def _hparam_table(r: _Reader, t: tuple[str, dict[str, Any]], key: str) -> tuple[
 
 
 def _budget(r: _Reader, t: tuple[str, dict[str, Any]]) -> BudgetSpec:
-    _, raw = t
-    p = "budget."
-    r.no_unknown(raw, {f.name for f in fields(BudgetSpec)}, p)
-    b = BudgetSpec(
-        trials=r.get(raw, "trials", int, prefix=p, required=True),
-        epochs=r.get(raw, "epochs", int, prefix=p, required=True),
-        batch_size=r.get(raw, "batch_size", int, prefix=p, default=64),
-        clip_norm=r.get(raw, "clip_norm", float, prefix=p, default=1.0),
-    )
+    b = _section(r, t, BudgetSpec)
     _positive(r, "budget.trials", b.trials)
     if b.trials > 100_000:
         r.fail("budget.trials", f"{b.trials} is more than 100000")
@@ -422,30 +422,14 @@ def _budget(r: _Reader, t: tuple[str, dict[str, Any]]) -> BudgetSpec:
 
 
 def _sampler(r: _Reader, t: tuple[str, dict[str, Any]]) -> SamplerSpec:
-    _, raw = t
-    p = "sampler."
-    r.no_unknown(raw, {f.name for f in fields(SamplerSpec)}, p)
-    d = SamplerSpec()
-    s = SamplerSpec(
-        kind=r.get(raw, "kind", str, prefix=p, default=d.kind),
-        seed=r.get(raw, "seed", int, prefix=p, default=d.seed),
-        n_startup_trials=r.get(raw, "n_startup_trials", int, prefix=p, default=d.n_startup_trials),
-    )
+    s = _section(r, t, SamplerSpec)
     _choice(r, "sampler.kind", s.kind, ("tpe", "random", "qmc"))
     _positive(r, "sampler.n_startup_trials", s.n_startup_trials)
     return s
 
 
 def _pruner(r: _Reader, t: tuple[str, dict[str, Any]]) -> PrunerSpec:
-    _, raw = t
-    p = "pruner."
-    r.no_unknown(raw, {f.name for f in fields(PrunerSpec)}, p)
-    d = PrunerSpec()
-    s = PrunerSpec(
-        kind=r.get(raw, "kind", str, prefix=p, default=d.kind),
-        n_startup_trials=r.get(raw, "n_startup_trials", int, prefix=p, default=d.n_startup_trials),
-        n_warmup_steps=r.get(raw, "n_warmup_steps", int, prefix=p, default=d.n_warmup_steps),
-    )
+    s = _section(r, t, PrunerSpec)
     _choice(r, "pruner.kind", s.kind, ("none", "median", "hyperband"))
     _positive(r, "pruner.n_startup_trials", s.n_startup_trials, 0)
     _positive(r, "pruner.n_warmup_steps", s.n_warmup_steps, 0)
@@ -453,15 +437,7 @@ def _pruner(r: _Reader, t: tuple[str, dict[str, Any]]) -> PrunerSpec:
 
 
 def _evaluation(r: _Reader, t: tuple[str, dict[str, Any]]) -> EvaluationSpec:
-    _, raw = t
-    p = "evaluation."
-    r.no_unknown(raw, {f.name for f in fields(EvaluationSpec)}, p)
-    d = EvaluationSpec()
-    e = EvaluationSpec(
-        seeds=r.get(raw, "seeds", int, prefix=p, default=d.seeds),
-        top_k=r.get(raw, "top_k", int, prefix=p, default=d.top_k),
-        seed_offset=r.get(raw, "seed_offset", int, prefix=p, default=d.seed_offset),
-    )
+    e = _section(r, t, EvaluationSpec)
     _positive(r, "evaluation.seeds", e.seeds, 0)
     if e.seeds > 1000:
         r.fail("evaluation.seeds", f"{e.seeds} is more than 1000")

@@ -162,6 +162,9 @@ def _best_of_n(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[B
                            "2019), ±1 std; right: against the expected compute of n trials. Diverged trials count "
                            "as the worst loss seen."),
            _fig("best_of_n", figs, "missing: no finished tuning trials yet")]
+    if (doc.get("settings") or {}).get("adaptive_sampler"):
+        out.append(Block("p", text="Note: the sampler is adaptive (TPE), so trials are not independent draws; the "
+                                   "best-of-n estimator assumes i.i.d. trials and is an approximation here."))
     pb = doc.get("prob_best")
     if pb:
         out += [Block("p", text="Bootstrap probability that each depth's best trial is the best at the full budget:"),
