@@ -15,7 +15,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 import bench
-from bench.dashboard import note_body, write_notes
 from bench.ledger import EXPERIMENTS, ExperimentMissing, Ledger, create_schema
 from bench.models import hidden_size
 from bench.spec import Spec, SpecError
@@ -70,6 +69,8 @@ def init_experiment(spec: Spec, url: str) -> InitResult:
         exp_id, created = Ledger.ensure_experiment(engine, spec.name, spec.to_dict(), spec.hash, bench.__version__,
                                                    budget_slots(spec))
         task = load_task(spec.task)
+        from bench.dashboard import note_body, write_notes  # lazy: optuna-dashboard is slow to import (~1.7 s)
+
         names = create_studies(spec, storage, {"trivial_loss": task.trivial_loss, "metric": task.metric_note})
         write_notes(spec, storage, {(d, r): note_body(spec, d, r) for d in spec.depths for r in study_roles(spec)})
         storage.dispose()
@@ -103,7 +104,7 @@ def default_workers(n_slots: int) -> tuple[int, int]:
 
 
 def run_local(spec_path: str, url: str, workers: int, threads: int, *, lease_seconds: float,
-              device: str = "cpu", refresh: Callable[[], None] | None = None, refresh_seconds: float = 1.0) -> int:
+              device: str = "cpu", refresh: Callable[[], None] | None = None, refresh_seconds: float = 0.5) -> int:
     """Start `workers` `bench worker` processes and wait; Ctrl-C stops them cleanly (their slots go back)."""
     cmd = [sys.executable, "-m", "bench", "worker", spec_path, "--storage", url, "--threads", str(threads),
            "--device", device, "--lease-seconds", str(lease_seconds), "--quiet"]

@@ -29,6 +29,7 @@ from bench.training import resolve_device
 
 log = logging.getLogger("bench.worker")
 SLOT_ATTR = "bench_slot"  # trial user attribute linking an Optuna trial to its ledger slot
+PROVENANCE_ATTR = "provenance"  # where and how a trial ran: spec hash, versions, host, device, threads
 
 
 @dataclass
@@ -38,7 +39,7 @@ class WorkerOptions:
     max_trials: int | None = None  # stop after this many slots (any role)
     lease_seconds: float = 120.0  # a claim not heartbeated for this long is presumed dead and reclaimed
     heartbeat_seconds: float = 10.0
-    poll_seconds: float = 2.0  # wait between looks while other workers still hold the last slots
+    poll_seconds: float = 1.0  # wait between looks while other workers still hold the last slots
     on_event: Callable[[str, dict[str, Any]], None] | None = None  # progress hook (claimed / finished / ...)
 
 
@@ -62,6 +63,7 @@ class WorkerLoop:
         self.storage = optuna_storage(url)
         self.worker_id = self.ledger.register_worker(socket.gethostname(), os.getpid(), self.device)
         self.summary = WorkerSummary(self.worker_id)
+        self._provenance = {**provenance(spec, self.device), "worker": self.worker_id}
         self._studies: dict[tuple[int, str], optuna.Study] = {}
         self._current: int | None = None
         self._stop = threading.Event()
@@ -121,9 +123,9 @@ class WorkerLoop:
         try:
             if claim.role == "tune":
                 trial = retry(study.ask, "asking for a trial")
-                for key, value in {SLOT_ATTR: claim.slot_id, "bench_attempt": claim.attempts, "role": "tune",
-                                   **provenance(self.spec, self.device)}.items():
-                    retry(partial(trial.set_user_attr, key, value), "tagging trial")
+                # Two writes, not one per key: each user attribute is its own transaction in Optuna.
+                trial.set_user_attr(SLOT_ATTR, claim.slot_id)
+                trial.set_user_attr(PROVENANCE_ATTR, {**self._provenance, "attempt": claim.attempts, "role": "tune"})
                 self.ledger.set_trial_number(claim.slot_id, self.worker_id, trial.number)
                 seed = derived_seed("train", self.spec.task.data_seed, claim.idx)
                 out = run_tuning_trial(self.spec, claim.depth, trial, device=self.device, seed=seed)
@@ -154,7 +156,7 @@ class WorkerLoop:
     def _tell(self, study: optuna.Study, trial: optuna.Trial, out: Outcome) -> int | None:
         """Finish the Optuna trial; None if it was already failed by a reclaimer (our lease had expired)."""
         for key, value in out.attrs.items():
-            retry(partial(trial.set_user_attr, key, value), "recording trial attrs")
+            trial.set_user_attr(key, value)  # flat, so the dashboard can show them as columns
         if out.outcome == "pruned":
             state, values = TrialState.PRUNED, None
         else:
@@ -175,8 +177,9 @@ class WorkerLoop:
         assert claim.payload is not None
         params = dict(claim.payload["params"])
         dists = fixed_distributions(params)
-        attrs = {**out.attrs, **provenance(self.spec, self.device), SLOT_ATTR: claim.slot_id, "role": claim.role,
-                 "rank": claim.payload.get("rank", 0), "source_trial": claim.payload.get("source_trial")}
+        attrs = {**out.attrs, SLOT_ATTR: claim.slot_id, "rank": claim.payload.get("rank", 0),
+                 "source_trial": claim.payload.get("source_trial"),
+                 PROVENANCE_ATTR: {**self._provenance, "attempt": claim.attempts, "role": claim.role}}
         ft = optuna.trial.create_trial(params=params, distributions=dists, value=out.value, user_attrs=attrs,
                                        state=TrialState.COMPLETE)
         retry(lambda: study.add_trial(ft), "storing evaluation trial")

@@ -59,7 +59,10 @@ def test_exact_budget_and_invariant_2(tmp_path: Path, sqlite_url: str) -> None:
         dists.append({n: d for t in finished for n, d in t.distributions.items()})
         # Every trial is stamped with provenance.
         for t in finished:
-            assert {"seconds", "n_params", "device", "torch_threads", "bench_version", "spec_hash"} <= set(t.user_attrs)
+            assert {"seconds", "n_params", "epochs_run", "bench_slot"} <= set(t.user_attrs)
+            prov = t.user_attrs["provenance"]
+            assert {"device", "torch_threads", "bench_version", "host", "worker", "attempt"} <= set(prov)
+            assert prov["spec_hash"] == spec.hash and prov["role"] == "tune"
     assert all(d == dists[0] for d in dists), "every depth must search the same space"
     assert done_by_depth(sqlite_url, "tiny") == {1: ["done"] * 3, 2: ["done"] * 3}
 
@@ -187,7 +190,7 @@ def test_bad_input_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["init", str(good), "--storage", f"sqlite:///{db}"]) == 2
     assert "task.length" in capsys.readouterr().err
     assert not db.parent.exists()
-    assert main(["init", str(good), "--storage", "oracle://x/y"]) == 2
+    assert main(["init", str(tiny_spec(tmp_path, name="fine")), "--storage", "oracle://x/y"]) == 2
     assert "--storage: unsupported database 'oracle'" in capsys.readouterr().err
     assert main(["worker", str(tiny_spec(tmp_path, name="never")), "--storage", f"sqlite:///{tmp_path}/c.db"]) == 2
     assert "run `bench init`" in capsys.readouterr().err
@@ -220,7 +223,8 @@ def test_evaluation_and_baseline_phases_end_to_end(tmp_path: Path, sqlite_url: s
     assert doc["complete"] and doc["missing"] == []
     for d in ("1", "2"):
         t, b = doc["test"][d], doc["baseline"][d]
-        assert t["n_seeds"] == 2 and len(t["test_losses"]) == 2 and t["params"] == doc["arms"][int(d) - 1]["best_params"]
+        assert t["n_seeds"] == 2 and len(t["test_losses"]) == 2
+        assert t["params"] == doc["arms"][int(d) - 1]["best_params"]
         assert b["n_seeds"] == 2 and b["params"] == {"lr": 0.01}
     assert len(doc["pairwise"]) == 1 and doc["verdict"]["basis"] == "re-evaluated test loss"
     storage = optuna_storage(sqlite_url)

@@ -81,7 +81,7 @@ def _tune_trial(spec: Spec, study: optuna.Study, slot: dict[str, Any], kind: str
     lr = 2e-3 * (10 ** (i / 5))  # 2e-3 .. 2e-2, inside the search range
     params = {"lr": lr, "init": ["default", "orthogonal"][i % 2], "dropout": 0.05 + 0.04 * i}
     value = TUNE_BASE[depth] + 0.1 * (math.log10(lr) + 2.2) ** 2 + 0.01 * i
-    attrs = {SLOT_ATTR: slot["id"], "bench_attempt": 1, "role": "tune", **provenance(spec, "cpu")}
+    attrs = {SLOT_ATTR: slot["id"], "provenance": {**provenance(spec, "cpu"), "attempt": 1, "role": "tune"}}
     dists = distributions(spec.search_space)
     if kind == "pruned":
         number = _add(study, params=params, distributions=dists, state=TrialState.PRUNED, intermediate_values={0: 2.0},
@@ -109,8 +109,9 @@ def _fixed_trials(spec: Spec, url: str, storage: Any, role: str, depth: int, par
     for slot, test in zip(slots, losses, strict=True):
         seed = json.loads(slot["payload"])["seed"]
         val = test - 0.02
-        attrs = {**_measured(0.4, _curve(val)), "seed": seed, "test_loss": test, **provenance(spec, "cpu"),
-                 SLOT_ATTR: slot["id"], "role": role, "rank": 0, "source_trial": source}
+        attrs = {**_measured(0.4, _curve(val)), "seed": seed, "test_loss": test,
+                 "provenance": {**provenance(spec, "cpu"), "role": role}, SLOT_ATTR: slot["id"], "rank": 0,
+                 "source_trial": source}
         number = _add(study, params=params, distributions=fixed_distributions(params), value=val, user_attrs=attrs,
                       state=TrialState.COMPLETE)
         _finish_slot(url, slot["id"], "complete", number, val, 0.4)

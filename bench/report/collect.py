@@ -33,6 +33,7 @@ class Collected:
 
 def _record(role: str, depth: int, t: optuna.trial.FrozenTrial, counted: set[int]) -> dict[str, Any]:
     ua = t.user_attrs
+    prov = ua.get("provenance") or {}
     state = t.state.name.lower()
     if state == "complete" and ua.get("diverged"):
         state = "diverged"
@@ -44,8 +45,8 @@ def _record(role: str, depth: int, t: optuna.trial.FrozenTrial, counted: set[int
         "hidden": ua.get("hidden"), "epochs_run": ua.get("epochs_run"), "seed": ua.get("seed"),
         "test_loss": ua.get("test_loss"), "rank": ua.get("rank"), "source_trial": ua.get("source_trial"),
         "val_losses": ua.get("val_losses") or [v for _, v in sorted(t.intermediate_values.items())],
-        "lost_reason": ua.get("bench_lost"), "spec_hash": ua.get("spec_hash"), "host": ua.get("host"),
-        "device": ua.get("device"), "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
+        "lost_reason": ua.get("bench_lost"), "spec_hash": prov.get("spec_hash"), "host": prov.get("host"),
+        "device": prov.get("device"), "datetime_start": t.datetime_start.isoformat() if t.datetime_start else None,
     }
 
 
