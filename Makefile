@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SPEC   ?= studies/quickstart.toml
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install clean benchmark chromium
+.PHONY: run test lint install clean benchmark chromium study
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ chromium:
 
 test: lint chromium
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+# The published example study (docs/lstm_depth/): tunes from scratch into a fresh SQLite file, then reports.
+study: install
+	rm -f runs/lstm_depth.db
+	$(BIN)/bench run studies/lstm_depth.toml --storage sqlite:///runs/lstm_depth.db --workers 2 --threads 1 \
+		--out docs/lstm_depth
 
 benchmark: install
 	$(BIN)/python benchmarks/overhead.py
