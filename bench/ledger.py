@@ -41,7 +41,8 @@ class Slot(Base):
     __tablename__ = "bench_slots"
     __table_args__ = (
         sa.UniqueConstraint("experiment_id", "role", "depth", "idx", name="uq_bench_slot"),
-        sa.Index("ix_bench_slots_state", "experiment_id", "role", "state", "depth"),
+        # idx last: the claim's ORDER BY idx LIMIT 1 then reads one row, so InnoDB locks one row, not the depth.
+        sa.Index("ix_bench_slots_claim", "experiment_id", "role", "state", "depth", "idx"),
     )
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     experiment_id: Mapped[int] = mapped_column(sa.ForeignKey("bench_experiments.id"))
@@ -236,14 +237,16 @@ class Ledger:
 
         def go() -> bool:
             now = time.time()
+            held = True
             with self.engine.begin() as conn:
+                # Slots before workers, the same lock order as claim and finish (no deadlock between them).
+                if slot_id is not None:
+                    res = conn.execute(SLOTS.update().where(
+                        (SLOTS.c.id == slot_id) & (SLOTS.c.worker_id == worker_id) & (SLOTS.c.state == CLAIMED))
+                        .values(lease_expires=now + lease_seconds))
+                    held = bool(res.rowcount)
                 conn.execute(WORKERS.update().where(WORKERS.c.id == worker_id).values(heartbeat_at=now))
-                if slot_id is None:
-                    return True
-                res = conn.execute(SLOTS.update().where(
-                    (SLOTS.c.id == slot_id) & (SLOTS.c.worker_id == worker_id) & (SLOTS.c.state == CLAIMED))
-                    .values(lease_expires=now + lease_seconds))
-                return bool(res.rowcount)
+            return held
 
         return retry(go, "heartbeat")
 
@@ -261,7 +264,12 @@ class Ledger:
                 if res.rowcount:
                     conn.execute(WORKERS.update().where(WORKERS.c.id == worker_id).values(
                         current_slot=None, trials_done=WORKERS.c.trials_done + 1))
-                return bool(res.rowcount)
+                    return True
+                # A retry after a commit whose reply was lost: already done by us with this trial is success.
+                row = conn.execute(sa.select(SLOTS.c.state, SLOTS.c.worker_id, SLOTS.c.trial_number)
+                                   .where(SLOTS.c.id == slot_id)).first()
+                return row is not None and (row.state, row.worker_id, row.trial_number) == (DONE, worker_id,
+                                                                                            trial_number)
 
         return retry(go, "finishing slot")
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import optuna
 import torch
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from bench.ledger import CLAIMED, Claim, Ledger
+from bench.ledger import CLAIMED, FREE, Claim, Ledger
 from bench.objective import Outcome, provenance, run_fixed, run_tuning_trial
 from bench.search_space import fixed_distributions
 from bench.spec import Spec
@@ -77,23 +78,21 @@ class WorkerLoop:
             while self.opts.max_trials is None or sum(self.summary.finished.values()) < self.opts.max_trials:
                 self._settle_expired()
                 claim = self.ledger.claim(self.worker_id, self.opts.lease_seconds)
-                if claim is None and self._add_eval_slots():
-                    claim = self.ledger.claim(self.worker_id, self.opts.lease_seconds)
-                if claim is None:
-                    self._sweep_orphans()
-                    if not self._others_in_flight():
-                        break
-                    time.sleep(self.opts.poll_seconds)
+                if claim is not None:
+                    self._run_claim(claim)
                     continue
-                self._run_claim(claim)
+                states = {s["state"] for s in self.ledger.slots()}
+                if FREE in states or self._add_eval_slots():
+                    continue  # freed meanwhile (released or reclaimed), or the evaluation phase just opened
+                self._sweep_orphans()
+                if CLAIMED not in states:
+                    break  # everything is done
+                time.sleep(self.opts.poll_seconds)  # others hold the last slots: they may yet be lost
         finally:
             self._stop.set()
             self._beat.join(timeout=5)
             self.ledger.stop_worker(self.worker_id)
         return self.summary
-
-    def _others_in_flight(self) -> bool:
-        return any(s["state"] == CLAIMED for s in self.ledger.slots())
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.opts.heartbeat_seconds):
@@ -117,10 +116,10 @@ class WorkerLoop:
 
     def _run_claim(self, claim: Claim) -> None:
         self._current = claim.slot_id
-        self._emit("claimed", role=claim.role, depth=claim.depth, idx=claim.idx)
-        study = self.study(claim.depth, claim.role)
         trial: optuna.Trial | None = None
         try:
+            self._emit("claimed", role=claim.role, depth=claim.depth, idx=claim.idx)
+            study = self.study(claim.depth, claim.role)
             if claim.role == "tune":
                 trial = retry(study.ask, "asking for a trial")
                 # Two writes, not one per key: each user attribute is its own transaction in Optuna.
@@ -135,6 +134,10 @@ class WorkerLoop:
                 out = run_fixed(self.spec, claim.depth, claim.payload["params"], int(claim.payload["seed"]),
                                 device=self.device)
                 number = self._add_fixed_trial(study, claim, out)
+        except UpdateFinishedTrialError:
+            # Our lease expired (stall, clock skew) and another worker failed this trial and took the slot back:
+            # this run is lost, the slot is the reclaimer's business now. Not a crash: carry on.
+            number = None
         except BaseException as err:
             # Interrupted or crashed mid-run: the run does not count; the slot goes back to the pool.
             reason = "interrupted" if isinstance(err, KeyboardInterrupt) else f"worker error: {err!r}"[:500]
@@ -155,8 +158,11 @@ class WorkerLoop:
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, out: Outcome) -> int | None:
         """Finish the Optuna trial; None if it was already failed by a reclaimer (our lease had expired)."""
-        for key, value in out.attrs.items():
-            trial.set_user_attr(key, value)  # flat, so the dashboard can show them as columns
+        try:
+            for key, value in out.attrs.items():
+                trial.set_user_attr(key, value)  # flat, so the dashboard can show them as columns
+        except UpdateFinishedTrialError:
+            return None
         if out.outcome == "pruned":
             state, values = TrialState.PRUNED, None
         else:
@@ -202,7 +208,8 @@ class WorkerLoop:
         return [t for t in trials if t.user_attrs.get(SLOT_ATTR) == slot_id]
 
     def _fail_trial(self, study: optuna.Study, number: int, trial_id: int, reason: str) -> None:
-        retry(lambda: study._storage.set_trial_user_attr(trial_id, "bench_lost", reason), "marking lost trial")
+        with contextlib.suppress(UpdateFinishedTrialError):  # its worker finished it meanwhile: leave it be
+            study._storage.set_trial_user_attr(trial_id, "bench_lost", reason)
 
         def fail() -> None:
             with contextlib.suppress(RuntimeError, ValueError):  # already finished: nothing to fail
@@ -214,30 +221,42 @@ class WorkerLoop:
         """Claims whose worker died: count a run that had in fact finished, else fail its trial and free the slot."""
         for claim in self.ledger.take_expired(self.worker_id, self.opts.lease_seconds):
             study = self.study(claim.depth, claim.role)
-            done = self._find_slot_trial(study, claim.slot_id, (TrialState.COMPLETE, TrialState.PRUNED))
-            if done:
-                ft = done[0]
-                outcome = ("pruned" if ft.state == TrialState.PRUNED else
-                           "diverged" if ft.user_attrs.get("diverged") else "complete")
-                value = ft.value if ft.value is not None else math.nan
-                self.ledger.finish(claim.slot_id, self.worker_id, outcome, value, ft.user_attrs.get("seconds"),
-                                   ft.number)
+            if self._count_finished(study, claim):
                 continue
             for ft in self._find_slot_trial(study, claim.slot_id, (TrialState.RUNNING,)):
                 self._fail_trial(study, ft.number, ft._trial_id, "worker lost: lease expired, slot reclaimed")
+            # Look again: the "dead" worker may have told its trial between our first look and the fail above.
+            if self._count_finished(study, claim):
+                continue
             self.ledger.release(claim.slot_id, self.worker_id, lost=True)
             self.summary.reclaimed += 1
             self._emit("reclaimed", role=claim.role, depth=claim.depth, idx=claim.idx)
 
+    def _count_finished(self, study: optuna.Study, claim: Claim) -> bool:
+        """If the slot's run had in fact finished in Optuna, record it as done (it counts) and say so."""
+        done = self._find_slot_trial(study, claim.slot_id, (TrialState.COMPLETE, TrialState.PRUNED))
+        if not done:
+            return False
+        ft = min(done, key=lambda t: t.number)
+        outcome = ("pruned" if ft.state == TrialState.PRUNED else
+                   "diverged" if ft.user_attrs.get("diverged") else "complete")
+        value = ft.value if ft.value is not None and outcome != "pruned" else math.nan
+        self.ledger.finish(claim.slot_id, self.worker_id, outcome, value, ft.user_attrs.get("seconds"), ft.number)
+        return True
+
     def _sweep_orphans(self) -> None:
         """Fail RUNNING tuning trials that no claimed slot owns (e.g. a trial created twice by a retried write
         whose first commit did land), once they are older than a lease, so studies never keep ghost trials."""
-        live = {(s["depth"], s["trial_number"]) for s in self.ledger.slots("tune") if s["state"] == CLAIMED}
+        tune = self.ledger.slots("tune")
+        live = {(s["depth"], s["trial_number"]) for s in tune if s["state"] == CLAIMED}
         cutoff = datetime.now() - timedelta(seconds=self.opts.lease_seconds)
         for depth in self.spec.depths:
+            # Once every slot of a depth is done, no RUNNING trial there can be anyone's: fail them whatever age.
+            finished = all(s["state"] == "done" for s in tune if s["depth"] == depth)
             study = self.study(depth, "tune")
             for ft in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if (depth, ft.number) not in live and ft.datetime_start and ft.datetime_start < cutoff:
+                stale = ft.datetime_start is not None and ft.datetime_start < cutoff
+                if (depth, ft.number) not in live and (finished or stale):
                     self._fail_trial(study, ft.number, ft._trial_id, "orphan: no slot owns this trial")
 
     # ---------------------------------------------------------------- evaluation phase
