@@ -235,3 +235,36 @@ def test_evaluation_and_baseline_phases_end_to_end(tmp_path: Path, sqlite_url: s
     assert all(t.user_attrs["test_loss"] > 0 for t in ev.trials)
     rows = (tmp_path / "r" / "trials.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 4 + 4 + 4  # header, tune, eval, baseline
+
+
+def test_stalled_worker_loses_its_trial_but_carries_on(tmp_path: Path, sqlite_url: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live worker whose lease expired (a stall, clock skew) finds its trial failed by a reclaimer: that run is
+    lost, not counted, and the worker goes on without crashing; the budget still ends exact."""
+    import bench.worker as worker_mod
+
+    path = tiny_spec(tmp_path, depths=[1], budget={"trials": 2, "epochs": 1, "batch_size": 32})
+    spec = load_spec(path)
+    init_experiment(spec, sqlite_url)
+    exp = attach(spec, sqlite_url)
+    rescuer = WorkerLoop(spec, sqlite_url, exp, WorkerOptions(lease_seconds=30))
+    real = worker_mod.run_tuning_trial
+    stalled = {"done": False}
+
+    def stall_once(*args: object, **kwargs: object) -> object:
+        out = real(*args, **kwargs)  # type: ignore[arg-type]
+        if not stalled["done"]:
+            stalled["done"] = True
+            time.sleep(0.6)  # past the 0.5 s lease, with no heartbeat in between
+            rescuer._settle_expired()  # another worker reclaims the slot and fails the trial
+        return out
+
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", stall_once)
+    slow = WorkerLoop(spec, sqlite_url, exp, WorkerOptions(lease_seconds=0.5, heartbeat_seconds=60, poll_seconds=0.1))
+    summary = slow.run()
+    assert summary.lost_own == 1 and rescuer.summary.reclaimed == 1
+    assert summary.finished == {"complete": 2}
+    study = optuna.load_study(study_name="tiny-depth1", storage=optuna_storage(sqlite_url))
+    states = sorted(t.state.name for t in study.trials)
+    assert states == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert done_by_depth(sqlite_url, "tiny") == {1: ["done", "done"]}
