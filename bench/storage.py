@@ -95,7 +95,8 @@ def _sqlite_immediate(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _configure(engine: Engine) -> Engine:
+def configure_engine(engine: Engine) -> Engine:
+    """Apply bench's per-dialect connection set-up to an engine (SQLite: WAL and BEGIN IMMEDIATE)."""
     if engine.dialect.name == "sqlite":
         _sqlite_immediate(engine)
         engine.dispose()  # pooled connections made before the listeners must not be reused
@@ -104,7 +105,7 @@ def _configure(engine: Engine) -> Engine:
 
 def make_engine(url: str) -> Engine:
     """bench's own engine (ledger tables) on the same database as Optuna's."""
-    return _configure(sa.create_engine(url, **engine_kwargs(url)))
+    return configure_engine(sa.create_engine(url, **engine_kwargs(url)))
 
 
 class RetryingStorage(optuna.storages.BaseStorage):
@@ -156,7 +157,7 @@ def optuna_storage(url: str) -> RetryingStorage:
 
     def build() -> optuna.storages.RDBStorage:
         st = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
-        _configure(st.engine)
+        configure_engine(st.engine)
         return st
 
     rdb = retry(build, "opening Optuna storage", also=lambda e: isinstance(e, exc.IntegrityError))

@@ -33,7 +33,7 @@ from bench.objective import Outcome
 from bench.run import init_experiment
 from bench.search_space import suggest
 from bench.spec import Spec, parse_spec
-from bench.storage import engine_kwargs, normalize_url
+from bench.storage import configure_engine, engine_kwargs, normalize_url
 from bench.studies import make_pruner, make_sampler, study_name
 from bench.tasks.registry import load_task
 from bench.training import train
@@ -54,22 +54,9 @@ ROUND_TIMEOUT = 600.0  # seconds a round may take before the benchmark gives up 
 def bare_storage(url: str) -> optuna.storages.RDBStorage:
     """Plain Optuna RDBStorage with bench's engine options and SQLite set-up, but none of bench's service layer."""
     st = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url))
-    if st.engine.dialect.name == "sqlite":
-        # bench's recipe (bench.storage): WAL, and BEGIN IMMEDIATE so that processes queue for the write lock
-        # instead of failing with "database is locked" (plain Optuna breaks on that with several processes).
-        @sa.event.listens_for(st.engine, "connect")
-        def _connect(dbapi_conn: Any, _rec: Any) -> None:
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        @sa.event.listens_for(st.engine, "begin")
-        def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        st.engine.dispose()
+    # bench's SQLite recipe (WAL, BEGIN IMMEDIATE: processes queue for the write lock instead of failing with
+    # "database is locked", which plain Optuna does with several processes); a no-op on servers.
+    configure_engine(st.engine)
     return st
 
 
