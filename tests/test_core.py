@@ -268,3 +268,14 @@ def test_stalled_worker_loses_its_trial_but_carries_on(tmp_path: Path, sqlite_ur
     states = sorted(t.state.name for t in study.trials)
     assert states == ["COMPLETE", "COMPLETE", "FAIL"]
     assert done_by_depth(sqlite_url, "tiny") == {1: ["done", "done"]}
+
+
+def test_report_refuses_a_changed_spec(tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tiny_spec(tmp_path)
+    assert main(["init", str(path), "--storage", sqlite_url]) == 0
+    (tmp_path / "v2").mkdir()
+    changed = tiny_spec(tmp_path / "v2", budget={"trials": 9, "epochs": 1, "batch_size": 32})
+    capsys.readouterr()
+    assert main(["report", str(changed), "--storage", sqlite_url, "--out", str(tmp_path / "r")]) == 2
+    assert "budget.trials" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -186,6 +186,8 @@ def diagnostics(col: Collected, doc: dict[str, Any]) -> dict[str, Any]:
             v = (a["best_params"] or {}).get(p.name)
             if p.type != "categorical" and v is not None and p.low is not None and p.high is not None:
                 side = stats.near_bound(float(v), float(p.low), float(p.high), p.log)
+                if side == "low" and not p.log and p.low == 0:
+                    side = None  # a floor of 0 (no dropout, no decay) is a natural limit, not one to widen
                 if side:
                     at_bound[p.name] = side
                     notes.append(f"best {p.name} = {v:.3g} is at the {side} end of its range: widen the space")

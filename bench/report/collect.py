@@ -59,6 +59,8 @@ def collect(spec: Spec, url: str) -> Collected:
         out = Collected(spec, display_url(url), found[1] if found else None, {})
         if found is None:
             return out
+        # A report of another spec under the same name would mislabel everything: refuse, naming the fields.
+        Ledger.check_experiment(engine, spec.name, spec.to_dict(), spec.hash)
         ledger = Ledger(engine, found[0])
         out.slots = ledger.slots()
     finally:
