@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import optuna
 from optuna_dashboard import get_note, run_server, save_note
 
 from bench.spec import Spec
-from bench.storage import optuna_storage, retry
+from bench.storage import RetryingStorage, optuna_storage
 from bench.studies import study_name
 
 ROLE_WORDS = {
@@ -33,16 +32,15 @@ def note_body(spec: Spec, depth: int, role: str, done: int | None = None, parity
     return "\n".join(lines) + "\n"
 
 
-def write_notes(spec: Spec, storage: optuna.storages.BaseStorage, notes: dict[tuple[int, str], str]) -> None:
+def write_notes(spec: Spec, storage: RetryingStorage, notes: dict[tuple[int, str], str]) -> None:
     """Save each study's note, skipping unchanged ones (every save adds a version in the storage)."""
     for (depth, role), body in notes.items():
         try:
-            study = retry(partial(optuna.load_study, study_name=study_name(spec.name, depth, role), storage=storage),
-                          "loading study")
+            study = optuna.load_study(study_name=study_name(spec.name, depth, role), storage=storage)
         except KeyError:
             continue  # that study does not exist (e.g. no baseline configured)
         if get_note(study) != body:
-            retry(partial(save_note, study, body), "saving dashboard note")
+            save_note(study, body)
 
 
 def serve(url: str, host: str, port: int) -> None:

@@ -106,6 +106,11 @@ class Claim:
     payload: dict[str, Any] | None
 
 
+def has_schema(engine: Engine) -> bool:
+    """Whether bench's tables exist in this database (read-only commands must not create them)."""
+    return bool(retry(lambda: sa.inspect(engine).has_table(EXPERIMENTS.name), "inspecting storage"))
+
+
 def create_schema(engine: Engine) -> None:
     """Create bench's tables if absent; retried because concurrent CREATE TABLE races on PostgreSQL/MySQL."""
     retry(lambda: Base.metadata.create_all(engine, checkfirst=True), "creating bench tables")

@@ -11,14 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 import bench
-from bench.ledger import EXPERIMENTS, ExperimentMissing, Ledger, create_schema
+from bench.ledger import ExperimentMissing, Ledger, create_schema, has_schema
 from bench.models import hidden_size
 from bench.spec import Spec, SpecError
-from bench.storage import display_url, make_engine, normalize_url, optuna_storage, prepare, retry
+from bench.storage import display_url, make_engine, normalize_url, optuna_storage, prepare
 from bench.studies import create_studies, study_roles
 from bench.tasks.registry import check_task, load_task
 
@@ -89,7 +88,7 @@ def attach(spec: Spec, url: str) -> int:
         raise missing  # do not create an empty database file as a side effect of a typo
     engine = make_engine(url)
     try:
-        if not retry(lambda: sa.inspect(engine).has_table(EXPERIMENTS.name), "inspecting storage"):
+        if not has_schema(engine):
             raise missing
         return Ledger.check_experiment(engine, spec.name, spec.to_dict(), spec.hash)
     finally:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from functools import partial
 
 import optuna
 
 from bench.spec import Spec
-from bench.storage import retry
+from bench.storage import RetryingStorage
 
 
 def study_name(experiment: str, depth: int, role: str = "tune") -> str:
@@ -50,25 +49,26 @@ def study_roles(spec: Spec) -> list[str]:
     return ["tune"] + (["eval"] if spec.evaluation.seeds else []) + (["baseline"] if spec.baseline else [])
 
 
-def create_studies(spec: Spec, storage: optuna.storages.BaseStorage, extra: dict[str, object] | None = None
+def create_studies(spec: Spec, storage: RetryingStorage, extra: dict[str, object] | None = None
                    ) -> list[str]:
-    """Create (or load) every study of the experiment and stamp the provenance attributes. Idempotent."""
+    """Create (or load) every study of the experiment and stamp the provenance attributes. Idempotent.
+
+    The storage retries transient errors itself (storage.RetryingStorage), so no call here is wrapped again.
+    """
     names = []
     for depth in spec.depths:
         for role in study_roles(spec):
             name = study_name(spec.name, depth, role)
-            study = retry(partial(optuna.create_study, study_name=name, storage=storage, direction="minimize",
-                                  load_if_exists=True), "creating study")
+            study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
             attrs = {"experiment": spec.name, "depth": depth, "spec_hash": spec.hash, "role": role, **(extra or {})}
             for key, value in attrs.items():
                 if study.user_attrs.get(key) != value:
-                    retry(partial(study.set_user_attr, key, value), "stamping study")
+                    study.set_user_attr(key, value)
             names.append(name)
     return names
 
 
-def load_study(spec: Spec, storage: optuna.storages.BaseStorage, depth: int, role: str = "tune",
+def load_study(spec: Spec, storage: RetryingStorage, depth: int, role: str = "tune",
                worker_id: int = 0) -> optuna.Study:
-    return retry(lambda: optuna.load_study(study_name=study_name(spec.name, depth, role), storage=storage,
-                                           sampler=make_sampler(spec, depth, worker_id), pruner=make_pruner(spec)),
-                 "loading study")
+    return optuna.load_study(study_name=study_name(spec.name, depth, role), storage=storage,
+                             sampler=make_sampler(spec, depth, worker_id), pruner=make_pruner(spec))

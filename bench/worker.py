@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 import optuna
@@ -24,7 +23,7 @@ from bench.ledger import CLAIMED, FREE, Claim, Ledger
 from bench.objective import Outcome, provenance, run_fixed, run_tuning_trial
 from bench.search_space import fixed_distributions
 from bench.spec import Spec
-from bench.storage import make_engine, optuna_storage, retry
+from bench.storage import make_engine, optuna_storage
 from bench.studies import derived_seed, load_study
 from bench.training import resolve_device
 
@@ -121,7 +120,7 @@ class WorkerLoop:
             self._emit("claimed", role=claim.role, depth=claim.depth, idx=claim.idx)
             study = self.study(claim.depth, claim.role)
             if claim.role == "tune":
-                trial = retry(study.ask, "asking for a trial")
+                trial = study.ask()
                 # Two writes, not one per key: each user attribute is its own transaction in Optuna.
                 trial.set_user_attr(SLOT_ATTR, claim.slot_id)
                 trial.set_user_attr(PROVENANCE_ATTR, {**self._provenance, "attempt": claim.attempts, "role": "tune"})
@@ -177,7 +176,7 @@ class WorkerLoop:
                 ft = study._storage.get_trial(trial._trial_id)
                 return ft.number if ft.state == state else None
 
-        return retry(tell, "telling trial")
+        return tell()
 
     def _add_fixed_trial(self, study: optuna.Study, claim: Claim, out: Outcome) -> int:
         assert claim.payload is not None
@@ -188,7 +187,7 @@ class WorkerLoop:
                  PROVENANCE_ATTR: {**self._provenance, "attempt": claim.attempts, "role": claim.role}}
         ft = optuna.trial.create_trial(params=params, distributions=dists, value=out.value, user_attrs=attrs,
                                        state=TrialState.COMPLETE)
-        retry(lambda: study.add_trial(ft), "storing evaluation trial")
+        study.add_trial(ft)
         return self._find_slot_trial(study, claim.slot_id, (TrialState.COMPLETE,))[0].number
 
     def _abandon(self, claim: Claim, trial: optuna.Trial | None, reason: str) -> None:
@@ -204,7 +203,7 @@ class WorkerLoop:
     @staticmethod
     def _find_slot_trial(study: optuna.Study, slot_id: int,
                          states: tuple[TrialState, ...]) -> list[optuna.trial.FrozenTrial]:
-        trials = retry(lambda: study.get_trials(deepcopy=False, states=states), "reading trials")
+        trials = study.get_trials(deepcopy=False, states=states)
         return [t for t in trials if t.user_attrs.get(SLOT_ATTR) == slot_id]
 
     def _fail_trial(self, study: optuna.Study, number: int, trial_id: int, reason: str) -> None:
@@ -215,7 +214,7 @@ class WorkerLoop:
             with contextlib.suppress(RuntimeError, ValueError):  # already finished: nothing to fail
                 study.tell(number, state=TrialState.FAIL)
 
-        retry(fail, "failing lost trial")
+        fail()
 
     def _settle_expired(self) -> None:
         """Claims whose worker died: count a run that had in fact finished, else fail its trial and free the slot."""
@@ -277,7 +276,7 @@ class WorkerLoop:
                 continue
             counted = {s["trial_number"] for s in mine}
             study = self.study(depth, "tune")
-            trials = retry(partial(study.get_trials, deepcopy=False, states=(TrialState.COMPLETE,)), "reading trials")
+            trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             ranked = sorted((t for t in trials if t.number in counted and t.value is not None
                              and math.isfinite(t.value)), key=lambda t: (t.value, t.number))[: ev.top_k]
             rows = [("eval", depth, rank * ev.seeds + s,

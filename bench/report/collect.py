@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import optuna
-import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from bench.ledger import Ledger
+from bench.ledger import Ledger, has_schema
 from bench.spec import Spec
-from bench.storage import display_url, make_engine, optuna_storage, prepare, retry
+from bench.storage import display_url, make_engine, optuna_storage, prepare
 from bench.studies import study_name
 
 
@@ -55,7 +53,7 @@ def collect(spec: Spec, url: str) -> Collected:
     url = prepare(url)
     engine = make_engine(url)
     try:
-        found = Ledger.find_experiment(engine, spec.name) if _has_ledger(engine) else None
+        found = Ledger.find_experiment(engine, spec.name) if has_schema(engine) else None
         out = Collected(spec, display_url(url), found[1] if found else None, {})
         if found is None:
             return out
@@ -67,7 +65,7 @@ def collect(spec: Spec, url: str) -> Collected:
         engine.dispose()
     storage = optuna_storage(url)
     try:
-        existing = {s.study_name for s in retry(lambda: optuna.get_all_study_summaries(storage), "listing studies")}
+        existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
         for depth in spec.depths:
             for role in ("tune", "eval", "baseline"):
                 # A trial counts only if a done ledger slot points at it: exactness comes from the ledger.
@@ -76,11 +74,11 @@ def collect(spec: Spec, url: str) -> Collected:
                 name = study_name(spec.name, depth, role)
                 if name not in existing:
                     continue
-                study = retry(partial(optuna.load_study, study_name=name, storage=storage), "loading study")
+                study = optuna.load_study(study_name=name, storage=storage)
                 out.study_attrs[name] = dict(study.user_attrs)
                 out.trivial_loss = study.user_attrs.get("trivial_loss", out.trivial_loss)
                 out.metric = study.user_attrs.get("metric", out.metric)
-                trials = retry(partial(study.get_trials, deepcopy=False), "reading trials")
+                trials = study.get_trials(deepcopy=False)
                 out.trials += [_record(role, depth, t, counted) for t in trials]
                 if role == "tune" and trials:
                     merged: dict[str, str] = {}
@@ -107,7 +105,3 @@ def importance(trials: list[optuna.trial.FrozenTrial]) -> dict[str, float] | Non
     except (RuntimeError, ValueError):
         return None
     return {k: float(v) for k, v in found.items()}
-
-
-def _has_ledger(engine: Any) -> bool:
-    return bool(retry(lambda: sa.inspect(engine).has_table("bench_experiments"), "inspecting storage"))
