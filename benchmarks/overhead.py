@@ -28,16 +28,16 @@ import sqlalchemy as sa
 import torch
 from optuna.trial import TrialState
 
-import bench.worker
-from bench.objective import Outcome
-from bench.run import init_experiment
-from bench.search_space import suggest
+import bench.service.worker
+from bench.service.run import init_experiment
+from bench.service.worker import WorkerLoop, WorkerOptions
 from bench.spec import Spec, parse_spec
-from bench.storage import configure_engine, engine_kwargs, normalize_url
-from bench.studies import make_pruner, make_sampler, study_name
+from bench.store.storage import configure_engine, engine_kwargs, normalize_url
 from bench.tasks.registry import load_task
-from bench.training import train
-from bench.worker import WorkerLoop, WorkerOptions
+from bench.trainers.training import train
+from bench.tuning.objective import Outcome
+from bench.tuning.search_space import suggest
+from bench.tuning.studies import make_pruner, make_sampler, study_name
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "studies" / "quickstart.toml"
@@ -75,11 +75,11 @@ def cheap_value(sampled: dict[str, Any], depth: int) -> float:
 
 
 def make_trivial_trial(with_attrs: bool) -> Callable[..., Outcome]:
-    """A stand-in for `bench.objective.run_tuning_trial` (same signature) that samples and returns at once."""
+    """A stand-in for `bench.tuning.objective.run_tuning_trial` (same signature) that samples and returns at once."""
 
     def trivial_trial(spec: Spec, depth: int, trial: optuna.Trial, *, device: str, seed: int) -> Outcome:
         value = cheap_value(suggest(trial, spec.search_space), depth)
-        # The measurement attributes a real trial stores on its Optuna trial (bench.objective._attrs): same keys,
+        # The measurement attributes a real trial stores on its Optuna trial (bench.tuning.objective._attrs): same keys,
         # so that recording them is part of the measured overhead.
         attrs: dict[str, Any] = {"seconds": 0.0, "n_params": 0, "hidden": spec.model.hidden,
                                  "epochs_run": spec.budget.epochs, "diverged": False,
@@ -120,7 +120,7 @@ def _prepare_bench(task: RoundTask) -> tuple[Callable[[], tuple[float, int]], Ca
         if event == "finished":
             last[0] = time.time()
 
-    bench.worker.run_tuning_trial = make_trivial_trial(task.with_attrs)  # the real loop, minus the training
+    bench.service.worker.run_tuning_trial = make_trivial_trial(task.with_attrs)  # the real loop, minus the training
     opts = WorkerOptions(threads=1, poll_seconds=0.5, on_event=on_event)
     loop = WorkerLoop(spec, task.url, task.experiment_id, opts)
     for depth in spec.depths:  # load (and cache) every study before the clock starts, as a warm worker has them

@@ -106,7 +106,7 @@ def control_process(trials: int, threads: int, barrier: Barrier, out: Queue[floa
     """Train `trials` quickstart trials (depths in turn) with plain torch, no bench; report the mean seconds."""
     from bench.spec import parse_spec
     from bench.tasks.registry import load_task
-    from bench.training import train
+    from bench.trainers.training import train
 
     torch.set_num_threads(threads)
     spec = parse_spec(tomllib.loads(QUICKSTART.read_text()), str(QUICKSTART))

@@ -16,13 +16,13 @@ import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from bench.cli import main
-from bench.ledger import Ledger, SpecMismatch
-from bench.run import attach, init_experiment
-from bench.search_space import distribution, suggest
+from bench.service.run import attach, init_experiment
+from bench.service.worker import WorkerLoop, WorkerOptions
 from bench.spec import ParamSpec, load_spec
-from bench.storage import make_engine, optuna_storage
-from bench.studies import study_name
-from bench.worker import WorkerLoop, WorkerOptions
+from bench.store.ledger import Ledger, SpecMismatch
+from bench.store.storage import make_engine, optuna_storage
+from bench.tuning.search_space import distribution, suggest
+from bench.tuning.studies import spec_study_name
 from tests.conftest import tiny_spec
 
 
@@ -39,7 +39,7 @@ def done_by_depth(url: str, name: str, role: str = "tune") -> dict[int, list[str
     ledger = Ledger(engine, Ledger.find_experiment(engine, name)[0])  # type: ignore[index]
     out: dict[int, list[str]] = {}
     for s in ledger.slots(role):
-        out.setdefault(s["depth"], []).append(s["state"])
+        out.setdefault(json.loads(s["arm"])["depth"], []).append(s["state"])
     engine.dispose()
     return out
 
@@ -50,8 +50,9 @@ def test_exact_budget_and_invariant_2(tmp_path: Path, sqlite_url: str) -> None:
     storage = optuna_storage(sqlite_url)
     spec = load_spec(path)
     dists = []
-    for depth in spec.depths:
-        study = optuna.load_study(study_name=study_name(spec.name, depth), storage=storage)
+    for arm in spec.arms:
+        depth = arm.depth
+        study = optuna.load_study(study_name=spec_study_name(spec, arm), storage=storage)
         finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
         assert len(finished) == 3
         assert {"experiment": "tiny", "depth": depth, "spec_hash": spec.hash, "role": "tune"}.items() <= \
@@ -89,6 +90,7 @@ def test_resume_never_exceeds_budget(tmp_path: Path, sqlite_url: str) -> None:
     assert done_by_depth(sqlite_url, "tiny") == {1: ["done"] * 3, 2: ["done"] * 3}
 
 
+@pytest.mark.timeout(300)  # end to end: a real run (subprocesses or several studies)
 def test_ctrl_c_then_rerun_finishes_exactly(tmp_path: Path, sqlite_url: str) -> None:
     path = tiny_spec(tmp_path, budget={"trials": 30, "epochs": 3, "batch_size": 16})
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
@@ -107,7 +109,7 @@ def test_ctrl_c_then_rerun_finishes_exactly(tmp_path: Path, sqlite_url: str) -> 
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "interrupted" in err
+    assert "stopped by SIGINT" in err and "Traceback" not in err, err
     states = [s for v in done_by_depth(sqlite_url, "tiny").values() for s in v]
     assert "claimed" not in states, "an interrupted trial must give its slot back"
     assert 4 <= states.count("done") < 60
@@ -157,13 +159,14 @@ def test_search_space_mapping() -> None:
         assert params["init"] in ("default", "orthogonal")
 
 
+@pytest.mark.timeout(300)  # end to end: a real run (subprocesses or several studies)
 def test_cli_end_to_end_run_then_report(tmp_path: Path, sqlite_url: str,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     path = tiny_spec(tmp_path)
     out = tmp_path / "rep"
     assert main(["run", str(path), "--storage", sqlite_url, "--workers", "1", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "report.json" in printed and "best per depth" in printed
+    assert "report.json" in printed and "per arm" in printed
     doc = json.loads((out / "report.json").read_text())
     assert doc["experiment"] == "tiny" and doc["spec_hash"] == load_spec(path).hash
     assert [a["depth"] for a in doc["arms"]] == [1, 2]
@@ -197,7 +200,7 @@ def test_bad_input_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_matched_params_sizes_are_part_of_the_hash(tmp_path: Path, sqlite_url: str) -> None:
-    from bench.run import validate
+    from bench.service.run import validate
 
     path = tiny_spec(tmp_path, name="matched", depths=[1, 3],
                      model={"cell": "gru", "embedding": 4, "capacity": "matched_params", "target_params": 3000})
@@ -210,56 +213,92 @@ def test_matched_params_sizes_are_part_of_the_hash(tmp_path: Path, sqlite_url: s
     doc = json.loads((tmp_path / "r" / "report.json").read_text())
     counts = {a["depth"]: a["n_params"] for a in doc["arms"]}
     assert all(abs(n - 3000) <= 150 for n in counts.values()), counts
-    assert {a["depth"]: a["hidden"] for a in doc["fairness"]["asymmetries"]} == sizes
+    hidden = {a["arm"]: a["hidden"] for a in doc["fairness"]["asymmetries"]}
+    assert hidden == {f"depth {d}": h for d, h in sizes.items()}
     assert doc["spec_hash"] == spec.hash
 
 
-def test_evaluation_and_baseline_phases_end_to_end(tmp_path: Path, sqlite_url: str) -> None:
-    path = tiny_spec(tmp_path, name="phases", evaluation={"seeds": 2, "top_k": 1}, baseline={"lr": 0.01})
+@pytest.mark.timeout(300)  # end to end: a real run (subprocesses or several studies)
+def test_replicated_studies_evaluation_and_baselines_end_to_end(tmp_path: Path, sqlite_url: str) -> None:
+    """2 studies per depth, each exact; each study's best re-evaluated; fixed and transferred configs everywhere."""
+    path = tiny_spec(tmp_path, name="phases", evaluation={"seeds": 2, "top_k": 1},
+                     baseline={"lr": 0.01, "from_depth": 1}, budget={"studies": 2})
     assert main(["run", str(path), "--storage", sqlite_url, "--workers", "2", "--out", str(tmp_path / "r")]) == 0
-    assert done_by_depth(sqlite_url, "phases", "eval") == {1: ["done"] * 2, 2: ["done"] * 2}
-    assert done_by_depth(sqlite_url, "phases", "baseline") == {1: ["done"] * 2, 2: ["done"] * 2}
+    spec = load_spec(path)
+    engine = make_engine(sqlite_url)
+    ledger = Ledger(engine, Ledger.find_experiment(engine, "phases")[0])  # type: ignore[index]
+    slots = ledger.slots()
+    engine.dispose()
+    per = {}
+    for s in slots:
+        assert s["state"] == "done"
+        key = (s["role"], json.loads(s["arm"])["depth"], s["study"])
+        per[key] = per.get(key, 0) + 1
+    assert per == {**{("tune", d, k): 2 for d in (1, 2) for k in (0, 1)},  # exact per study
+                   **{("eval", d, k): 2 for d in (1, 2) for k in (0, 1)},  # each study's best x 2 seeds
+                   **{("baseline", d, 0): 2 for d in (1, 2)}, **{("transfer", d, 0): 2 for d in (1, 2)}}
     doc = json.loads((tmp_path / "r" / "report.json").read_text())
     assert doc["complete"] and doc["missing"] == []
-    for d in ("1", "2"):
-        t, b = doc["test"][d], doc["baseline"][d]
-        assert t["n_seeds"] == 2 and len(t["test_losses"]) == 2
-        assert t["params"] == doc["arms"][int(d) - 1]["best_params"]
-        assert b["n_seeds"] == 2 and b["params"] == {"lr": 0.01}
-    assert len(doc["pairwise"]) == 1 and doc["verdict"]["basis"] == "re-evaluated test loss"
+    for a in doc["arms"]:
+        t, b, x = (doc[key][a["label"]] for key in ("test", "baseline", "transfer"))
+        assert t["unit"] == "study" and t["n_studies"] == 2 and t["n_seeds"] == 4 and len(t["units"]) == 2
+        assert [s["params"] for s in t["per_study"]] == [s["best_params"] for s in a["studies"]]
+        assert b["unit"] == "seed" and b["n_seeds"] == 2 and b["per_study"][0]["params"] == {"lr": 0.01}
+        depth1 = doc["arms"][0]
+        best1 = min(depth1["studies"], key=lambda s: (s["best_value"], s["study"]))
+        assert x["per_study"][0]["params"] == best1["best_params"]  # depth 1's best, reused at every depth
+    assert {k for k, v in doc["comparisons"].items() if v} == {"test", "baseline", "transfer"}
+    assert doc["verdict"]["basis"] == "re-evaluated test loss"
     storage = optuna_storage(sqlite_url)
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    assert names == {f"phases-depth{d}{suffix}" for d in (1, 2)
+                     for suffix in ("-s0", "-s1", "-eval", "-baseline", "-transfer")}
     ev = optuna.load_study(study_name="phases-depth1-eval", storage=storage)
     seeds = sorted(t.user_attrs["seed"] for t in ev.trials)
+    assert sorted({t.user_attrs["study"] for t in ev.trials}) == [0, 1]
     base = optuna.load_study(study_name="phases-depth2-baseline", storage=storage)
-    assert seeds == sorted(t.user_attrs["seed"] for t in base.trials) == [10000, 10001]  # same fresh seeds
+    assert seeds == [10000, 10000, 10001, 10001]
+    assert sorted(t.user_attrs["seed"] for t in base.trials) == [10000, 10001]  # the same fresh seeds
     assert all(t.user_attrs["test_loss"] > 0 for t in ev.trials)
+    # Replicate studies differ in their sampler seed: their trials are not copies of each other.
+    s0, s1 = (optuna.load_study(study_name=f"phases-depth1-s{k}", storage=storage) for k in (0, 1))
+    assert [t.params for t in s0.trials] != [t.params for t in s1.trials]
+    assert spec.budget.studies == 2
     rows = (tmp_path / "r" / "trials.csv").read_text().strip().splitlines()
-    assert len(rows) == 1 + 4 + 4 + 4  # header, tune, eval, baseline
+    assert len(rows) == 1 + 8 + 8 + 4 + 4  # header, tune, eval, baseline, transfer
 
 
+def stall_once(monkeypatch: pytest.MonkeyPatch, run_name: str, rescuer: WorkerLoop) -> dict[str, bool]:
+    """Make the worker's first run (bench.service.worker.<run_name>) stall past its 0.5 s lease, with no heartbeat in
+    between, while `rescuer` takes the slot back. Returns the flag that says the stall happened."""
+    import bench.service.worker as worker_mod
+
+    real = getattr(worker_mod, run_name)
+    stalled = {"done": False}
+
+    def stall(*args: object, **kwargs: object) -> object:
+        out = real(*args, **kwargs)
+        if not stalled["done"]:
+            stalled["done"] = True
+            time.sleep(0.6)  # past the 0.5 s lease
+            rescuer._settle_expired()  # another worker reclaims the slot (failing its trial, if it has one)
+        return out
+
+    monkeypatch.setattr(worker_mod, run_name, stall)
+    return stalled
+
+
+@pytest.mark.timeout(300)  # end to end: a real run (subprocesses or several studies)
 def test_stalled_worker_loses_its_trial_but_carries_on(tmp_path: Path, sqlite_url: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A live worker whose lease expired (a stall, clock skew) finds its trial failed by a reclaimer: that run is
     lost, not counted, and the worker goes on without crashing; the budget still ends exact."""
-    import bench.worker as worker_mod
-
     path = tiny_spec(tmp_path, depths=[1], budget={"trials": 2, "epochs": 1, "batch_size": 32})
     spec = load_spec(path)
     init_experiment(spec, sqlite_url)
     exp = attach(spec, sqlite_url)
     rescuer = WorkerLoop(spec, sqlite_url, exp, WorkerOptions(lease_seconds=30))
-    real = worker_mod.run_tuning_trial
-    stalled = {"done": False}
-
-    def stall_once(*args: object, **kwargs: object) -> object:
-        out = real(*args, **kwargs)  # type: ignore[arg-type]
-        if not stalled["done"]:
-            stalled["done"] = True
-            time.sleep(0.6)  # past the 0.5 s lease, with no heartbeat in between
-            rescuer._settle_expired()  # another worker reclaims the slot and fails the trial
-        return out
-
-    monkeypatch.setattr(worker_mod, "run_tuning_trial", stall_once)
+    stall_once(monkeypatch, "run_tuning_trial", rescuer)
     slow = WorkerLoop(spec, sqlite_url, exp, WorkerOptions(lease_seconds=0.5, heartbeat_seconds=60, poll_seconds=0.1))
     summary = slow.run()
     assert summary.lost_own == 1 and rescuer.summary.reclaimed == 1
@@ -268,6 +307,32 @@ def test_stalled_worker_loses_its_trial_but_carries_on(tmp_path: Path, sqlite_ur
     states = sorted(t.state.name for t in study.trials)
     assert states == ["COMPLETE", "COMPLETE", "FAIL"]
     assert done_by_depth(sqlite_url, "tiny") == {1: ["done", "done"]}
+
+
+@pytest.mark.timeout(300)
+def test_stalled_evaluation_worker_records_its_seed_once(tmp_path: Path, sqlite_url: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """An evaluation run whose lease expired while it trained (and whose slot another worker took back) is not
+    recorded: the slot's seed is run again and the eval study holds exactly one COMPLETE trial per slot."""
+    path = tiny_spec(tmp_path, depths=[1, 2], budget={"trials": 1, "epochs": 1, "batch_size": 32},
+                     evaluation={"seeds": 1})
+    spec = load_spec(path)
+    init_experiment(spec, sqlite_url)
+    exp = attach(spec, sqlite_url)
+    rescuer = WorkerLoop(spec, sqlite_url, exp, WorkerOptions(lease_seconds=30))
+    stalled = stall_once(monkeypatch, "run_fixed", rescuer)
+    slow = WorkerLoop(spec, sqlite_url, exp, WorkerOptions(lease_seconds=0.5, heartbeat_seconds=60, poll_seconds=0.1))
+    slow.run()
+    assert stalled["done"] and rescuer.summary.reclaimed == 1
+    storage = optuna_storage(sqlite_url)
+    for d in (1, 2):
+        study = optuna.load_study(study_name=f"tiny-depth{d}-eval", storage=storage)
+        complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+        assert len(complete) == 1, [t.state.name for t in study.trials]  # never a duplicate for one seed
+    engine = make_engine(sqlite_url)
+    slots = Ledger(engine, exp).slots("eval")
+    engine.dispose()
+    assert len(slots) == 2 and all(s["state"] == "done" for s in slots)
 
 
 def test_report_refuses_a_changed_spec(tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.run import init_experiment
+import pytest
+
+from bench.service.run import init_experiment
 from bench.spec import load_spec
 from tests.conftest import tiny_spec
 
@@ -30,6 +32,7 @@ def _get(url: str) -> Any:
         return json.loads(resp.read())
 
 
+@pytest.mark.timeout(240)  # a dashboard subprocess (optuna-dashboard imports slowly on a loaded machine)
 def test_dashboard_lists_studies_with_notes(tmp_path: Path, sqlite_url: str) -> None:
     path = tiny_spec(tmp_path, evaluation={"seeds": 2}, baseline={"lr": 0.01})
     init_experiment(load_spec(path), sqlite_url)
@@ -38,13 +41,15 @@ def test_dashboard_lists_studies_with_notes(tmp_path: Path, sqlite_url: str) -> 
     proc = subprocess.Popen([sys.executable, "-m", "bench", "dashboard", str(path), "--storage", sqlite_url,
                              "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline, studies = time.time() + 60, None
-        while time.time() < deadline and studies is None:
+        # A condition, not a clock: poll until the server answers or its process ends (pytest-timeout, not a
+        # deadline here, bounds a server that neither answers nor exits).
+        studies = None
+        while studies is None and proc.poll() is None:
             try:
                 studies = _get(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
             except OSError:
                 time.sleep(0.3)
-        assert studies is not None, "dashboard did not answer"
+        assert studies is not None, f"dashboard exited {proc.returncode} without answering"
         names = sorted(s["study_name"] for s in studies)
         assert names == ["tiny-depth1", "tiny-depth1-baseline", "tiny-depth1-eval",
                          "tiny-depth2", "tiny-depth2-baseline", "tiny-depth2-eval"]

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from bench.cli import build_parser
 from bench.spec import load_spec
-from bench.storage import normalize_url
+from bench.store.storage import normalize_url
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_SERVICES = ("init", "worker", "dashboard", "report")
@@ -182,12 +182,14 @@ def test_bench_services_share_one_image() -> None:
 
 
 @pytest.mark.parametrize("env_name", ["defaults", ".env.example"])
-def test_commands_parse_with_the_real_cli(env_name: str) -> None:
+def test_commands_parse_with_the_real_cli(env_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     env = {} if env_name == "defaults" else env_example()
     svc = services(env)
     pg_env = svc["postgres"]["environment"]
     workdir = PurePosixPath(instr("WORKDIR")[-1][1])
     for name in BENCH_SERVICES:
+        # As in the container: the storage comes from the service's environment (BENCH_STORAGE).
+        monkeypatch.setenv("BENCH_STORAGE", svc[name]["environment"]["BENCH_STORAGE"])
         args = build_parser().parse_args(svc[name]["command"])
         assert args.command == name
         url = make_url(normalize_url(args.storage))
@@ -208,6 +210,21 @@ def test_commands_parse_with_the_real_cli(env_name: str) -> None:
             out = PurePosixPath(args.out) if args.out else workdir / "reports" / spec.name
             targets = [PurePosixPath(v.split(":")[1]) for v in svc[name]["volumes"]]
             assert any(t in out.parents for t in targets), f"report {out} is not in a host mount {targets}"
+
+
+@pytest.mark.parametrize("env_name", ["defaults", ".env.example"])
+def test_storage_url_and_password_never_on_a_command_line(env_name: str) -> None:
+    """A container's command line is visible to every user of the host (`ps`, `docker inspect`): the URL with its
+    password travels in the environment only."""
+    env = {} if env_name == "defaults" else env_example()
+    svc = services(env)
+    password = svc["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    for name in BENCH_SERVICES:
+        words = strings(svc[name]["command"]) + strings(svc[name].get("entrypoint", []))
+        assert "--storage" not in words, name
+        assert not any("://" in w or password in w for w in words), (name, words)
+        assert make_url(svc[name]["environment"]["BENCH_STORAGE"]).password == password, name
+    assert not any("--storage" in a for _, a in instr("CMD") + instr("ENTRYPOINT"))
 
 
 def test_default_spec_is_the_quickstart() -> None:

@@ -1,4 +1,4 @@
-"""Tests for bench.models: stacked LSTM/GRU nets, init schemes and capacity matching by parameter count."""
+"""Tests for bench.trainers.models: stacked LSTM/GRU nets, init schemes and capacity matching by parameter count."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from bench.models import (
+from bench.spec import ModelSpec, SpecError
+from bench.tasks import seq2seq
+from bench.tasks.base import Split, Task
+from bench.trainers.models import (
     RecurrentNet,
     build_model,
     count_params,
@@ -18,9 +21,6 @@ from bench.models import (
     init_recurrent,
     param_count,
 )
-from bench.spec import ModelSpec, SpecError
-from bench.tasks import seq2seq
-from bench.tasks.base import Split, Task
 
 TOKENS = seq2seq.make_task(0, n_train=8, n_val=4, n_test=4)
 

@@ -14,7 +14,7 @@ import torch
 
 from bench.spec import Hparams, ModelSpec, load_spec
 from bench.tasks import registry
-from bench.training import train
+from bench.trainers.training import train
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -22,14 +22,11 @@ SPEC = EXAMPLES / "plugin.toml"
 
 
 @pytest.fixture
-def mypkg(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def mypkg(monkeypatch: pytest.MonkeyPatch, one_torch_thread: None) -> Iterator[None]:
     """examples/ importable, as PYTHONPATH=examples makes it for the CLI; one torch thread (busy CI cores)."""
     monkeypatch.syspath_prepend(str(EXAMPLES))
     registry.clear_cache()
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(before)
     registry.clear_cache()
 
 
@@ -42,7 +39,7 @@ def test_cli_runs_the_plugin_spec_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert doc["experiment"] == "plugin_demo"
-    assert {a["depth"]: a["n_finished"] for a in doc["arms"]} == {1: 2, 2: 2}
+    assert {a["depth"]: [s["n_finished"] for s in a["studies"]] for a in doc["arms"]} == {1: [2, 2], 2: [2, 2]}
     assert not (tmp_path / "runs").exists()  # --storage and --out were honoured: no default paths under cwd
 
 

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import copy
+import datetime
+import json
+import random
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tomli_w
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
-from bench.spec import Hparams, SpecError, diff_fields, load_spec, parse_spec
+from bench.spec import (
+    MAX_WIDTH,
+    Hparams,
+    SpecError,
+    canonical_json,
+    diff_fields,
+    load_spec,
+    parse_spec,
+    spec_hash,
+)
 from tests.conftest import TINY
 
 
@@ -74,8 +89,20 @@ BAD = [
     ("fixed.colour", 1, "fixed.colour: unknown hyperparameter"),
     ("baseline.lr", 0.01, "evaluation.seeds: must be at least 1 when a [baseline] is given"),
     ("baseline.init", "nope", "baseline.init: 'nope' is not one of"),
-    ("metric.direction", "maximize", "metric.direction: 'maximize' is not one of"),
+    ("metric.direction", "maximize", "metric.direction: 'maximize': the built-in trainer's score is its validation"),
     ("surprise", 1, "surprise: unknown field"),
+    ("model.hidden", 1_000_000_000, "model.hidden: 1000000000 exceeds the maximum of 65536"),
+    ("model.embedding", 65_537, "model.embedding: 65537 exceeds the maximum of 65536"),
+    ("model.embedding", 1e9, "model.embedding: must be an integer, got 1000000000.0"),
+    ("search_space.dropout.step", 0.5, "search_space.dropout.step: 0.5 is larger than the range high - low = 0.3"),
+    ("search_space.weight_decay", {"type": "int", "low": 0, "high": 3, "step": 4},
+     "search_space.weight_decay.step: 4 is larger than the range high - low = 3"),
+    ("task.when", datetime.datetime(1979, 5, 27, 7, 32), "task.when: must be a string, number, boolean or a list"),
+    ("task.day", datetime.date(1979, 5, 27), "task.day: must be a string, number, boolean or a list"),
+    ("task.at", datetime.time(7, 32), "task.at: must be a string"),
+    ("task.tags", ["a", datetime.date(2024, 1, 1)], "task.tags[1]: must be a string"),
+    ("task.rows", [{"a": 1}], "task.rows[0]: tables are not task parameters"),
+    ("task.scale", float("nan"), "task.scale: must be finite, got nan"),
 ]
 
 
@@ -111,11 +138,23 @@ def test_valid_spec_is_frozen_and_hash_is_canonical(tmp_path: Path) -> None:
     assert parse_spec(_with("task.data_seed", 1)).hash != spec.hash
 
 
-def test_shipped_specs_load() -> None:
+def test_shipped_specs_load_and_cover_every_builtin_task() -> None:
+    """Every studies/*.toml validates (task parameters and matched sizes included), and each built-in workload
+    has one, so a newcomer can start from a file for any of them."""
+    from bench.service.run import validate
+    from bench.suite import load_suite
+    from bench.tasks.registry import BUILTIN
+
     root = Path(__file__).resolve().parent.parent
+    tasks = set()
     for path in sorted((root / "studies").glob("*.toml")):
-        spec = load_spec(path)
+        spec = validate(load_spec(path))
         assert spec.depths and spec.budget.trials >= 1
+        assert spec.task is not None
+        tasks.add(spec.task.name)
+    assert tasks == set(BUILTIN)
+    for path in sorted((root / "studies" / "suites").glob("*.toml")):
+        assert {m.spec.task.name for m in load_suite(path).members if m.spec.task} <= set(BUILTIN)
 
 
 def test_hparams_merge_defaults_fixed_sampled() -> None:
@@ -130,3 +169,209 @@ def test_diff_fields_names_changed_leaves() -> None:
     c = parse_spec(_with("budget.trials", 7)).to_dict()
     assert diff_fields(a, b) == ["search_space.lr.high"]
     assert diff_fields(a, c) == ["budget.trials"]
+
+
+def test_widest_allowed_model_and_step_equal_to_the_range_load() -> None:
+    spec = parse_spec(_with("model", {"hidden": MAX_WIDTH, "embedding": MAX_WIDTH}))
+    assert spec.model.hidden == MAX_WIDTH  # the memory estimate at init, not the spec, refuses what does not fit
+    stepped = _with("search_space.dropout", {"type": "float", "low": 0.0, "high": 0.3, "step": 0.3})
+    assert {p.name: p.step for p in parse_spec(stepped).search_space}["dropout"] == 0.3
+    listed = parse_spec(_with("task.tags", ["a", 1, 2.5, True, [1, 2]]))
+    assert dict(listed.task.params)["tags"] == ["a", 1, 2.5, True, [1, 2]]
+
+
+# ---------------------------------------------------------------- hash sensitivity (invariant 1)
+
+# One valid change per field of the hashed spec. Every leaf of Spec.to_dict() must appear here (checked below), so
+# a field added later without a test of its own fails test_every_hashed_field_has_a_change.
+CHANGES: list[tuple[str, Any]] = [
+    ("name", "tiny2"),
+    ("depths", [1, 3]),
+    ("task.name", "charlm"),
+    ("task.data_seed", 7),
+    ("task.vocab", 6),
+    ("task.length", 5),
+    ("task.n_train", 129),
+    ("task.n_val", 65),
+    ("task.n_test", 65),
+    ("model.cell", "gru"),
+    ("model.hidden", 9),
+    ("model.embedding", 5),
+    ("model.capacity", "matched_params"),  # with target_params: see _changed
+    ("model.target_params", 5000),
+    ("search_space.lr.low", 2e-3),
+    ("search_space.lr.high", 4e-2),
+    ("search_space.lr.log", False),
+    ("search_space.lr.type", "int"),  # with int bounds: see _changed
+    ("search_space.lr.step", 1e-3),  # needs log = false: see _changed
+    ("search_space.init.choices", ["default", "xavier_uniform"]),
+    ("search_space.dropout.high", 0.4),
+    ("search_space.weight_decay", {"type": "float", "low": 0.0, "high": 0.1}),
+    ("budget.trials", 3),
+    ("budget.epochs", 2),
+    ("budget.studies", 2),
+    ("budget.batch_size", 16),
+    ("budget.clip_norm", 2.0),
+    ("sampler.kind", "random"),
+    ("sampler.seed", 1),
+    ("sampler.n_startup_trials", 3),
+    ("pruner.kind", "median"),
+    ("pruner.n_startup_trials", 4),
+    ("pruner.n_warmup_steps", 2),
+    ("evaluation.seeds", 2),
+    ("evaluation.top_k", 2),
+    ("evaluation.seed_offset", 5),
+    ("fixed", {"weight_decay": 0.01}),
+    ("baseline", {"lr": 0.01}),  # needs evaluation.seeds: see _changed
+    ("baseline.from_depth", 2),
+]
+
+
+def _changed(field_: str, value: Any) -> dict[str, Any]:
+    data = _with(field_, value)
+    if field_ == "model.capacity":
+        data["model"]["target_params"] = 5000
+    if field_ == "model.target_params":
+        data["model"]["capacity"] = "matched_params"
+    if field_ == "search_space.lr.type":
+        data["search_space"]["lr"] = {"type": "int", "low": 1, "high": 3}
+    if field_ == "search_space.lr.step":
+        data["search_space"]["lr"]["log"] = False
+    if field_.startswith("baseline"):
+        data["evaluation"] = {"seeds": 1}
+    return data
+
+
+@pytest.mark.parametrize("field_,value", CHANGES, ids=[c[0] for c in CHANGES])
+def test_hash_changes_with_every_field(field_: str, value: Any) -> None:
+    base = parse_spec(TINY)
+    if field_.startswith("baseline"):
+        base = parse_spec({**TINY, "evaluation": {"seeds": 1}})
+    if field_ == "model.target_params":
+        base = parse_spec(_changed("model.capacity", "matched_params"))
+        value = 6000
+    changed = parse_spec(_changed(field_, value))
+    assert changed.hash != base.hash
+    assert diff_fields(base.to_dict(), changed.to_dict())  # and the refusal can name what changed
+
+
+def _leaves(d: dict[str, Any], prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for k, v in d.items():
+        if isinstance(v, dict) and v and k not in ("fixed", "baseline"):
+            out |= _leaves(v, f"{prefix}{k}.")
+        else:
+            out.add(f"{prefix}{k}")
+    return out
+
+
+def test_every_hashed_field_has_a_change() -> None:
+    """The fields of the hashed dict, against the table above (search-space entries and task params by kind)."""
+    spec = parse_spec({**TINY, "model": {**TINY["model"], "capacity": "matched_params", "target_params": 5000}})
+    leaves = _leaves(spec.to_dict())
+    covered = {f for f, _ in CHANGES}
+    covered = {"task.params." + c[5:] if c.startswith("task.") and c[5:] not in ("name", "data_seed") else c
+               for c in covered}
+    # Derived or fixed-by-validation fields: hidden_by_depth (solved from target_params, tested in test_core),
+    # baseline_from (set by baseline.from_depth), metric and direction (only one value is valid today).
+    derived = {"model.hidden_by_depth", "baseline_from", "metric", "direction"}
+    leaves = {x for x in leaves if not x.startswith("search_space.")} | {"search_space"}
+    covered = {c for c in covered if not c.startswith("search_space.")} | {"search_space"}
+    assert leaves - derived <= covered, sorted(leaves - derived - covered)
+
+
+def test_hash_ignores_analysis_and_source() -> None:
+    spec = parse_spec(TINY, "a.toml")
+    assert parse_spec({**TINY, "analysis": {"alpha": 0.01, "min_effect": 0.2}}, "b.toml").hash == spec.hash
+
+
+def test_search_space_alone_changes_the_hash() -> None:
+    """Invariant 1 on the field that matters most: a changed search space is a different experiment."""
+    a = parse_spec(TINY)
+    b = parse_spec(_with("search_space.lr.high", 0.05))
+    assert a.to_dict()["search_space"] != b.to_dict()["search_space"]
+    assert a.hash != b.hash
+    c = parse_spec(_with("search_space.dropout", None))
+    assert c.hash != a.hash
+
+
+# ---------------------------------------------------------------- properties (Hypothesis)
+
+
+@st.composite
+def raw_specs(draw: st.DrawFn) -> dict[str, Any]:
+    """Valid raw specs (as TOML would give them) across every section."""
+    space: dict[str, Any] = {}
+    lr_low = draw(st.sampled_from([1e-4, 3e-4, 1e-3]))
+    space["lr"] = {"type": "float", "low": lr_low, "high": lr_low * draw(st.sampled_from([10.0, 30.0, 100.0])),
+                   "log": True}
+    if draw(st.booleans()):
+        space["dropout"] = {"type": "float", "low": 0.0, "high": draw(st.sampled_from([0.2, 0.5])),
+                            **({"step": 0.1} if draw(st.booleans()) else {})}
+    if draw(st.booleans()):
+        space["init"] = {"type": "categorical", "choices": draw(st.lists(
+            st.sampled_from(["default", "xavier_uniform", "orthogonal", "kaiming_uniform"]), min_size=1,
+            max_size=4, unique=True))}
+    raw: dict[str, Any] = {
+        "name": draw(st.from_regex(r"[a-z][a-z0-9_-]{0,10}", fullmatch=True)),
+        "depths": draw(st.lists(st.integers(1, 8), min_size=1, max_size=4, unique=True)),
+        "task": {"name": "seq2seq", "data_seed": draw(st.integers(0, 5)), "vocab": draw(st.integers(3, 9))},
+        "model": {"cell": draw(st.sampled_from(["lstm", "gru"])), "hidden": draw(st.integers(1, 64))},
+        "search_space": space,
+        "budget": {"trials": draw(st.integers(1, 50)), "epochs": draw(st.integers(1, 5)),
+                   "studies": draw(st.integers(1, 5)), "batch_size": draw(st.integers(1, 128))},
+        "sampler": {"kind": draw(st.sampled_from(["tpe", "random", "qmc"])), "seed": draw(st.integers(0, 9))},
+        "pruner": {"kind": draw(st.sampled_from(["none", "median", "hyperband"]))},
+        "evaluation": {"seeds": draw(st.integers(0, 5))},
+    }
+    if raw["evaluation"]["seeds"] and draw(st.booleans()):
+        raw["baseline"] = {"lr": 0.01, "from_depth": draw(st.sampled_from(raw["depths"]))}
+    if "dropout" not in space and draw(st.booleans()):
+        raw["fixed"] = {"dropout": draw(st.sampled_from([0.0, 0.1]))}
+    return raw
+
+
+def _shuffled(d: Any, rnd: random.Random) -> Any:
+    if not isinstance(d, dict):
+        return d
+    items = list(d.items())
+    rnd.shuffle(items)
+    return {k: _shuffled(v, rnd) for k, v in items}
+
+
+@given(raw_specs(), st.randoms(use_true_random=False))
+def test_spec_round_trips_through_toml_and_storage(raw: dict[str, Any], rnd: random.Random) -> None:
+    spec = parse_spec(raw)
+    # TOML text -> the same spec and hash; key order never matters.
+    again = parse_spec(tomllib.loads(tomli_w.dumps(_shuffled(raw, rnd))))
+    assert again == spec and again.hash == spec.hash
+    # What the ledger stores (canonical JSON) hashes back to the same value: a worker's check compares like with like.
+    stored = json.loads(canonical_json(spec.to_dict()))
+    assert stored == spec.to_dict() and spec_hash(stored) == spec.hash
+    assert diff_fields(stored, spec.to_dict()) == []
+    assert spec.depths == tuple(sorted(raw["depths"])) and [a.depth for a in spec.arms] == list(spec.depths)
+    assert [p.name for p in spec.search_space] == sorted(raw["search_space"])
+
+
+@given(raw_specs(), st.sampled_from(CHANGES))
+def test_hash_property_any_field_change_changes_the_hash(raw: dict[str, Any], change: tuple[str, Any]) -> None:
+    """Whatever the spec, a change to any one field that gives a different (valid) spec gives a different hash."""
+    base = parse_spec(raw)
+    mutated = copy.deepcopy(raw)
+    field_, value = change
+    node = mutated
+    *parents, leaf = field_.split(".")
+    for k in parents:
+        node = node.setdefault(k, {})
+    node[leaf] = value
+    if field_ == "model.capacity":
+        mutated["model"]["target_params"] = 5000
+    if field_ == "model.target_params":
+        mutated["model"]["capacity"] = "matched_params"
+    try:
+        changed = parse_spec(mutated)
+    except SpecError:
+        assume(False)
+        return
+    assert (changed == base) == (changed.hash == base.hash)
+    assert (changed == base) == (diff_fields(base.to_dict(), changed.to_dict()) == [])

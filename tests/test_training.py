@@ -1,4 +1,4 @@
-"""Tests for bench.training: learning, determinism, divergence, callbacks and the no-optuna layer rule."""
+"""Tests for bench.trainers.training: learning, determinism, divergence, callbacks and the no-optuna layer rule."""
 
 from __future__ import annotations
 
@@ -13,24 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import training
-from bench.models import build_model, count_params
 from bench.spec import Hparams, ModelSpec
 from bench.tasks import charlm, seq2seq
 from bench.tasks.base import IGNORE_INDEX, Split, Task
-from bench.training import evaluate, resolve_device, train
+from bench.trainers import training
+from bench.trainers.models import build_model, count_params
+from bench.trainers.training import evaluate, resolve_device, train
 
 TINY = seq2seq.make_task(0, n_train=128, n_val=32, n_test=32)
 SMALL_MODEL = ModelSpec(hidden=16, embedding=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # The test machine is shared; one thread also keeps CPU results bit-for-bit reproducible.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _features_task(poison: str = "") -> Task:
@@ -174,9 +168,102 @@ def test_resolve_device() -> None:
 
 
 def test_science_layer_does_not_import_optuna() -> None:
-    code = ("import sys, bench.training, bench.models, bench.tasks.base, bench.tasks.seq2seq, "
+    code = ("import sys, bench.trainers.training, bench.trainers.models, bench.tasks.base, bench.tasks.seq2seq, "
             "bench.tasks.charlm, bench.tasks.registry; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'optuna'); assert not bad, bad")
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+# ---------------------------------------------------------------- invariants the loss values alone do not show
+
+
+def _first_batches(monkeypatch: pytest.MonkeyPatch, seed: int) -> list[torch.Tensor]:
+    """The targets of every shuffled training batch of a 2-epoch run with this seed."""
+    seen: list[torch.Tensor] = []
+    real = training._batches
+
+    def spy(split: Split, batch_size: int, order: torch.Generator | None) -> Iterator[tuple[torch.Tensor, ...]]:
+        for batch in real(split, batch_size, order):
+            if order is not None:
+                seen.append(batch[1].clone())
+            yield batch
+
+    monkeypatch.setattr(training, "_batches", spy)
+    _run(seed=seed)
+    monkeypatch.setattr(training, "_batches", real)
+    return seen
+
+
+def test_data_order_follows_the_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b, c = (_first_batches(monkeypatch, s) for s in (5, 5, 6))
+    assert len(a) == 8  # 128 / 32 batches x 2 epochs
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(a[0], c[0])  # another seed, another order
+    assert not torch.equal(a[0], a[4])  # a fresh order every epoch
+
+
+def test_data_order_is_independent_of_the_init(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The order generator is seeded by the trial seed alone, not by how many draws the weights took."""
+    seen: list[torch.Tensor] = []
+    real = training._batches
+
+    def spy(split: Split, batch_size: int, order: torch.Generator | None) -> Iterator[tuple[torch.Tensor, ...]]:
+        if order is not None and not seen:
+            copy = torch.Generator()
+            copy.set_state(order.get_state())
+            seen.append(torch.randperm(len(split), generator=copy))
+        yield from real(split, batch_size, order)
+
+    monkeypatch.setattr(training, "_batches", spy)
+    train(TINY, SMALL_MODEL, 1, Hparams(lr=1e-2), epochs=1, batch_size=32, seed=11)
+    train(TINY, ModelSpec(hidden=32, embedding=8), 3, Hparams(lr=1e-2), epochs=1, batch_size=32, seed=11)
+    want = torch.randperm(len(TINY.train), generator=torch.Generator().manual_seed(11))
+    assert len(seen) == 1 and torch.equal(seen[0], want)
+
+
+def test_infinite_gradient_norm_stops_before_the_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finite loss with an infinite gradient norm is divergence: no optimizer step, the epoch reports failure."""
+    model = build_model(TINY, SMALL_MODEL, 1, dropout=0.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: torch.tensor(math.inf))
+    assert not training._train_epoch(model, optimizer, TINY.train, 32, torch.Generator().manual_seed(0), 1.0)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: torch.tensor(math.nan))
+    assert not training._train_epoch(model, optimizer, TINY.train, 32, torch.Generator().manual_seed(0), 1.0)
+    monkeypatch.undo()
+    assert training._train_epoch(model, optimizer, TINY.train, 32, torch.Generator().manual_seed(0), 1.0)
+
+
+def test_infinite_gradient_norm_diverges_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = torch.nn.utils.clip_grad_norm_
+    calls: list[int] = []
+
+    def inf_on_sixth(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        norm = real(*args, **kwargs)  # type: ignore[arg-type]
+        return torch.tensor(math.inf) if len(calls) == 6 else norm  # 4 steps per epoch: in the second epoch
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", inf_on_sixth)
+    result = _run(epochs=3)
+    assert result.diverged and result.epochs_run == 1 and len(calls) == 6
+    assert result.best_val_loss == result.val_losses[0] and math.isfinite(result.best_val_loss)
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_non_finite_validation_loss_diverges(monkeypatch: pytest.MonkeyPatch, bad: float) -> None:
+    real = training.evaluate
+    calls: list[int] = []
+
+    def bad_on_second(*args: object, **kwargs: object) -> float:
+        calls.append(1)
+        return bad if len(calls) == 2 else real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(training, "evaluate", bad_on_second)
+    seen: list[float] = []
+    result = _run(epochs=4, on_epoch=lambda _, v: seen.append(v))
+    assert result.diverged and result.epochs_run == 1 and len(calls) == 2  # stops at once, no third epoch
+    assert len(seen) == 1 and math.isfinite(seen[0]) and result.val_losses == seen
+    assert result.best_val_loss == seen[0]

@@ -16,7 +16,7 @@ from bench.cli import main
 from bench.spec import Hparams, ModelSpec, SpecError, TaskSpec
 from bench.tasks import registry, uea
 from bench.tasks.base import Task
-from bench.training import train
+from bench.trainers.training import train
 from tests.conftest import tiny_spec
 
 

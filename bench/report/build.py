@@ -5,83 +5,112 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from statistics import mean
+from statistics import mean, median
 from typing import Any
 
 import numpy as np
 
 import bench
-from bench.report import stats
+from bench.report import inference, stats
+from bench.report.audit import audit
 from bench.report.collect import Collected
+from bench.report.provenance import report_provenance
+from bench.report.verdict import verdict
+from bench.spec import Arm, loss_sign
+from bench.tuning.studies import all_studies
 
 OUTCOMES = ("complete", "pruned", "diverged")
+PHASES = {"tune": "tuning", "eval": "re-evaluation", "baseline": "baseline", "transfer": "transferred-config"}
+FIXED_ROLES = (("eval", "test"), ("baseline", "baseline"), ("transfer", "transfer"))
 
 
-def _tune(col: Collected, depth: int) -> list[dict[str, Any]]:
-    return [t for t in col.trials if t["role"] == "tune" and t["depth"] == depth and t["counted"]]
+def worst_score(col: Collected) -> float:
+    """The score of a run that learned nothing: the task's trivial (input-independent) loss. Arm-independent by
+    construction; diverged runs get it, and any worse score is capped at it (documented in the README). A user
+    trainer's spec states it as [metric] worst (for a maximized metric a floor: lower scores are raised to it)."""
+    if col.spec.worst is not None:
+        return float(col.spec.worst)
+    return float(col.trivial_loss) if col.trivial_loss else math.inf
+
+
+def _score(value: float | None, state: str, worst: float, sign: int) -> float:
+    """A run's score for the statistics: `worst` if it diverged, else its value capped at `worst` from the bad
+    side (sign: +1 minimizing, a loss above worst is lowered to it; -1 maximizing, a score below is raised)."""
+    if state == "diverged" or value is None or not math.isfinite(value):
+        return worst
+    return sign * min(sign * float(value), sign * worst)
+
+
+def _tune(col: Collected, arm: Arm, study: int | None = None) -> list[dict[str, Any]]:
+    """Counted tuning trials of an arm (one replicate study, or all), in trial order."""
+    return sorted((t for t in col.trials if t["role"] == "tune" and t["arm_key"] == arm.key and t["counted"]
+                   and (study is None or t["study"] == study)), key=lambda t: (t["study"], t["number"]))
 
 
 def _scored(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The finished trials that have a score: complete, diverged, and pruned ones (scored at the epoch where the
-    pruner stopped them, a conservative value: they count toward the budget, so they count in best-of-n too)."""
+    """Finished trials with a score: complete, diverged, and pruned ones with at least one epoch reported."""
     return [t for t in trials if t["state"] == "diverged" or t["value"] is not None]
 
 
-def _scores(trials: list[dict[str, Any]], worst: float) -> np.ndarray:
-    """Objective values of the scored trials; diverged ones score `worst` (a finite stand-in for +inf)."""
-    return np.array([worst if t["state"] == "diverged" else t["value"] for t in _scored(trials)], float)
-
-
-def worst_value(col: Collected) -> float:
-    """A finite 'worst' for diverged trials: the largest finite tuning loss seen in any depth (documented)."""
-    finite = [t["value"] for t in col.trials if t["role"] == "tune" and t["value"] is not None]
-    return max(finite) if finite else math.nan
-
-
-def arm(col: Collected, depth: int) -> dict[str, Any]:
-    trials = _tune(col, depth)
-    budget = sum(1 for s in col.slots if s["role"] == "tune" and s["depth"] == depth)
+def arm_summary(col: Collected, arm: Arm) -> dict[str, Any]:
+    spec = col.spec
+    studies: list[dict[str, Any]] = []
+    for k in range(spec.budget.studies):
+        trials = _tune(col, arm, k)
+        budget = sum(1 for s in col.slots if s["role"] == "tune" and s["arm"] == arm.key and s["study"] == k)
+        finite = [t for t in trials if t["value"] is not None and t["state"] != "diverged"]
+        best = min(finite, key=lambda t: (spec.sign * t["value"], t["number"])) if finite else None
+        studies.append({"study": k, "budget": budget, "n_finished": len(trials),
+                        "by_outcome": {o: sum(t["state"] == o for t in trials) for o in OUTCOMES},
+                        "best_value": best["value"] if best else None, "best_params": best["params"] if best else None,
+                        "best_trial": best["number"] if best else None,
+                        "seconds": sum(t["seconds"] or 0.0 for t in trials)})
+    trials = _tune(col, arm)
     counts = Counter(t["state"] for t in trials)
-    complete = [t for t in trials if t["state"] == "complete" and t["value"] is not None]
-    best = min(complete, key=lambda t: (t["value"], t["number"])) if complete else None
+    finite = [t for t in trials if t["value"] is not None and t["state"] != "diverged"]
+    best = min(finite, key=lambda t: (spec.sign * t["value"], t["study"], t["number"])) if finite else None
     n_params = sorted({t["n_params"] for t in trials if t["n_params"]})
     secs = [t["seconds"] for t in trials if t["seconds"] is not None]
-    lost = sum(s["lost"] for s in col.slots if s["role"] == "tune" and s["depth"] == depth)
+    study_bests: list[float] = [s["best_value"] for s in studies if s["best_value"] is not None]
     return {
-        "depth": depth, "budget": budget, "n_finished": len(trials),
+        "arm": dict(arm.values), "label": arm.label, "depth": col.spec.arm_depth(arm),
+        "budget": sum(s["budget"] for s in studies), "n_finished": len(trials), "studies": studies,
         "by_outcome": {o: counts.get(o, 0) for o in OUTCOMES},
+        # AlgoPerf's rule: an arm's tuning result is the median over its replicate studies of each study's best.
+        "median_best_value": median(study_bests) if study_bests else None,
         "best_value": best["value"] if best else None, "best_params": best["params"] if best else None,
-        "best_value_bits": best["value"] / math.log(2) if best else None,
-        "best_trial": best["number"] if best else None,
+        "best_value_bits": best["value"] / math.log(2) if best and spec.direction == "minimize" else None,
+        "best_study": best["study"] if best else None, "best_trial": best["number"] if best else None,
         "best_val_losses": best["val_losses"] if best else None,
         "n_params": n_params[0] if len(n_params) == 1 else (n_params or None),
         "hidden": best["hidden"] if best else None,
         "mean_trial_seconds": mean(secs) if secs else None, "total_seconds": sum(secs),
-        "lost": lost,
+        "lost": sum(s["lost"] for s in col.slots if s["role"] == "tune" and s["arm"] == arm.key),
     }
 
 
-def build(col: Collected, reps: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """The whole report document. Keys are stable; later sections are added, never renamed."""
+def build(col: Collected) -> dict[str, Any]:
+    """The whole report document (schema in the README)."""
     spec = col.spec
-    arms = [arm(col, d) for d in spec.depths]
-    worst = worst_value(col)
+    arms = [arm_summary(col, a) for a in spec.arms]
+    worst = worst_score(col)
     doc: dict[str, Any] = {
         "experiment": spec.name, "spec_hash": spec.hash, "bench_version": bench.__version__,
-        "storage": col.storage, "arms": arms,
-        "missing": missing(col, arms),
-        "settings": {"bootstrap_reps": reps, "bootstrap_seed": seed, "diverged_scored_as": worst,
-                     "sampler": spec.sampler.kind, "adaptive_sampler": spec.sampler.kind == "tpe"},
-        "trivial_loss": col.trivial_loss, "metric": col.metric,
+        "storage": col.storage, "arms": arms, "missing": missing(col, arms),
+        "settings": {"studies": spec.budget.studies, "trials_per_study": spec.budget.trials,
+                     "seeds": spec.evaluation.seeds, "direction": spec.direction, "alpha": spec.analysis.alpha,
+                     "min_effect": spec.analysis.min_effect, "diverged_scored_as": worst,
+                     "sampler": spec.sampler.kind, "adaptive_sampler": spec.sampler.kind == "tpe",
+                     "transfer_from": spec.transfer_arm.label if spec.transfer_arm else None},
+        "trivial_loss": col.trivial_loss, "metric": col.metric, "provenance": report_provenance(),
     }
     doc["complete"] = bool(arms) and not doc["missing"]
-    doc["evp"] = {str(d): best_of_n(col, d, worst) for d in spec.depths}
-    doc["prob_best"] = prob_best(col, worst, reps, seed)
-    doc["test"] = {str(d): seeds_summary(col, d, "eval", reps, seed) for d in spec.depths}
-    doc["baseline"] = {str(d): seeds_summary(col, d, "baseline", reps, seed) for d in spec.depths}
-    doc["pairwise"] = pairwise(col, "eval", reps, seed)
-    doc["baseline_pairwise"] = pairwise(col, "baseline", reps, seed)
-    doc["importance"] = {str(d): col.importance.get(d) for d in spec.depths}
+    doc["tuning"] = {a.label: tuning_curves(col, a, worst) for a in spec.arms}
+    doc["budget"] = budget_analysis(doc["tuning"], spec.direction)
+    for role, key in FIXED_ROLES:
+        doc[key] = {a.label: seeds_summary(col, a, role, worst, s) for a, s in zip(spec.arms, arms, strict=True)}
+    doc["comparisons"] = {key: comparison(doc, key) for _, key in FIXED_ROLES}
+    doc["importance"] = {a.label: col.importance.get(a.label) for a in spec.arms}
     doc["diagnostics"] = diagnostics(col, doc)
     doc["fairness"] = fairness(col, arms)
     doc["verdict"] = verdict(doc)
@@ -90,96 +119,202 @@ def build(col: Collected, reps: int = 2000, seed: int = 0) -> dict[str, Any]:
 
 def missing(col: Collected, arms: list[dict[str, Any]]) -> list[str]:
     """What a partial run still lacks, in words (the report of a run in progress says so instead of failing)."""
-    out = []
     if col.stored_spec_hash is None:
         return [f"experiment {col.spec.name!r} is not in this storage yet: run `bench init` or `bench run`"]
+    phase = {name: role for _, role, _, name in all_studies(col.spec)}
+    out = [f"{PHASES.get(phase.get(name, ''), 'a')} phase incomplete: study {name} is missing from the storage "
+           "(deleted?)" for name in col.missing_studies]
     for a in arms:
-        if a["n_finished"] < a["budget"]:
-            out.append(f"depth {a['depth']}: {a['n_finished']}/{a['budget']} tuning trials finished")
+        for s in a["studies"]:
+            if s["n_finished"] < s["budget"]:
+                out.append(f"{a['label']} study {s['study']}: {s['n_finished']}/{s['budget']} tuning trials finished")
     ev = col.spec.evaluation
-    phases = [("eval", "re-evaluation", ev.seeds * ev.top_k)] + ([("baseline", "baseline", ev.seeds)]
-                                                                 if col.spec.baseline else [])
-    for role, words, per_depth in phases:
-        if ev.seeds < 1:
-            continue
-        for d in col.spec.depths:
-            mine = [s for s in col.slots if s["role"] == role and s["depth"] == d]
+    if ev.seeds < 1:
+        return out
+    phases = [("eval", "re-evaluation", ev.seeds * ev.top_k * col.spec.budget.studies)]
+    phases += [("baseline", "baseline", ev.seeds)] if col.spec.baseline else []
+    phases += [("transfer", "transferred-config", ev.seeds)] if col.spec.transfer_arm else []
+    for role, words, expected in phases:
+        for arm in col.spec.arms:
+            mine = [s for s in col.slots if s["role"] == role and s["arm"] == arm.key]
             done = sum(1 for s in mine if s["state"] == "done")
-            per_depth = len(mine) or per_depth  # eval slots appear once tuning is done (fewer if top_k > finite)
-            if done < per_depth:
-                out.append(f"depth {d}: {done}/{per_depth} {words} runs finished")
+            want = len(mine) if role == "eval" and len(mine) >= ev.seeds * col.spec.budget.studies else expected
+            if done < want:
+                out.append(f"{arm.label}: {done}/{want} {words} runs finished")
     return out
 
 
-def best_of_n(col: Collected, depth: int, worst: float) -> dict[str, Any] | None:
-    """Expected best validation loss after n trials (Dodge et al. 2019) for one depth."""
-    values = _scores(_tune(col, depth), worst)
-    if values.size == 0:
+# ---------------------------------------------------------------- tuning curves and budgets
+
+
+def tuning_curves(col: Collected, arm: Arm, worst: float) -> dict[str, Any] | None:
+    """Per replicate study, the best-so-far validation score in trial order (in the metric's direction), against
+    trials and seconds.
+
+    The median over studies is the arm's curve (AlgoPerf's median rule at every budget); min and max over studies
+    are its band, so no band ever leaves the observed range. For i.i.d. samplers (random, qmc) the expected
+    best-of-n of the pooled trials (Dodge et al. 2019) is added; for TPE it is not valid and is left out.
+    """
+    spec = col.spec
+    per_study = []
+    for k in range(spec.budget.studies):
+        trials = _scored(_tune(col, arm, k))
+        if not trials:
+            continue
+        scores = np.array([_score(t["value"], t["state"], worst, spec.sign) for t in trials])
+        secs = np.cumsum([t["seconds"] or 0.0 for t in trials])
+        per_study.append({"study": k, "best": stats.best_so_far(scores, spec.direction).tolist(),
+                          "seconds": secs.tolist()})
+    if not per_study:
         return None
-    m, s = stats.expected_best_of_n(values)
-    curve: dict[str, Any] = {"n": list(range(1, values.size + 1)), "mean": m.tolist(), "std": s.tolist()}
-    secs = np.array([t["seconds"] or 0.0 for t in _scored(_tune(col, depth))], float)
-    curve["seconds"] = stats.expected_best_vs_budget(values, secs)[0].tolist()
-    return curve
+    n = min(len(s["best"]) for s in per_study)
+    grid = np.array([s["best"][:n] for s in per_study])
+    out: dict[str, Any] = {"studies": per_study, "n": list(range(1, n + 1)),
+                           "median": np.median(grid, axis=0).tolist(), "low": grid.min(axis=0).tolist(),
+                           "high": grid.max(axis=0).tolist(),
+                           "median_seconds": np.median([s["seconds"][:n] for s in per_study], axis=0).tolist()}
+    if spec.sampler.kind != "tpe":
+        pool = np.array([_score(t["value"], t["state"], worst, spec.sign) for t in _scored(_tune(col, arm))])
+        if np.all(np.isfinite(pool)):
+            out["expected_best_of_n"] = _expected_best(pool, spec.direction)
+    return out
 
 
-def prob_best(col: Collected, worst: float, reps: int, seed: int) -> dict[str, float] | None:
-    """Bootstrap probability that each depth's best tuning value is the best at the full budget."""
-    arms = {d: _scores(_tune(col, d), worst) for d in col.spec.depths}
-    if any(v.size == 0 for v in arms.values()):
-        return None
-    probs = stats.prob_best_bootstrap(list(arms.values()), reps=reps, seed=seed)
-    return {str(d): float(p) for d, p in zip(arms, probs, strict=True)}
+def _expected_best(pool: np.ndarray, direction: str) -> dict[str, list[float]]:
+    """Dodge et al.'s expected best-of-n with a ±1 sd band, clipped on the good side at the best observed value
+    (no draw of n trials can beat it): the lowest when minimizing, the highest when maximizing."""
+    m, sd = stats.expected_best_of_n(pool, direction)
+    if direction == "minimize":
+        return {"mean": m.tolist(), "low": np.maximum(m - sd, pool.min()).tolist(), "high": (m + sd).tolist()}
+    return {"mean": m.tolist(), "low": (m - sd).tolist(), "high": np.minimum(m + sd, pool.max()).tolist()}
 
 
-def _seed_trials(col: Collected, depth: int, role: str) -> list[dict[str, Any]]:
-    # Only the top-ranked config (rank 0) is the depth's representative; other ranks are kept in trials.csv.
-    return [t for t in col.trials if t["role"] == role and t["depth"] == depth and t["counted"]
-            and (t["rank"] or 0) == 0]
+def _at_seconds(study: dict[str, Any], budget: float, worst: float) -> float:
+    """A study's best-so-far after spending at most `budget` seconds (worst if its first trial took longer)."""
+    within = [b for b, s in zip(study["best"], study["seconds"], strict=True) if s <= budget * (1 + 1e-9)]
+    return within[-1] if within else worst
 
 
-def seeds_summary(col: Collected, depth: int, role: str, reps: int, seed: int) -> dict[str, Any] | None:
-    """Held-out test loss over the M fresh seeds (mean and 95% bootstrap CI); validation too."""
-    trials = _seed_trials(col, depth, role)
+def budget_analysis(tuning: dict[str, dict[str, Any] | None], direction: str) -> dict[str, Any]:
+    """Rankings at equal trials and at equal compute, where median curves cross, and the budget each arm needed
+    to reach the best arm's result, best first in the metric's direction. Descriptive (tuning-time validation
+    scores), not tested."""
+    sign = loss_sign(direction)
+    curves = {k: v for k, v in tuning.items() if v}
+    if len(curves) < 2:
+        return {"equal_trials": None, "equal_compute": None, "crossings": [], "to_target": {}, "agree": None}
+    n = min(len(c["median"]) for c in curves.values())
+    at_trials = {k: c["median"][n - 1] for k, c in curves.items()}
+    worst = sign * max(sign * s["best"][0] for c in curves.values() for s in c["studies"])
+    compute = min(median(s["seconds"][-1] for s in c["studies"]) for c in curves.values())
+    at_compute = {k: median(_at_seconds(s, compute, worst) for s in c["studies"]) for k, c in curves.items()}
+    rank_t = sorted(at_trials, key=lambda k: sign * at_trials[k])
+    rank_c = sorted(at_compute, key=lambda k: sign * at_compute[k])
+    crossings = []
+    labels = list(curves)
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            diff = np.sign(sign * (np.array(curves[a]["median"][:n]) - np.array(curves[b]["median"][:n])))
+            nz = [(j + 1, d) for j, d in enumerate(diff) if d != 0]
+            at = [nz[j][0] for j in range(1, len(nz)) if nz[j][1] != nz[j - 1][1]]
+            if at:
+                crossings.append({"a": a, "b": b, "at_n": at,
+                                  "ahead_at_end": a if nz[-1][1] < 0 else b})
+    target = at_trials[rank_t[0]]
+    to_target = {}
+    for k, c in curves.items():
+        hits = []
+        for s in c["studies"]:
+            j = next((j for j, v in enumerate(s["best"]) if sign * (v - target) <= 1e-9 * abs(target)), None)
+            hits.append((math.inf, math.inf) if j is None else (j + 1, s["seconds"][j]))
+        reached = sum(math.isfinite(h[0]) for h in hits)
+        trials_needed = median(h[0] for h in hits)
+        seconds_needed = median(h[1] for h in hits)
+        to_target[k] = {"trials": trials_needed if math.isfinite(trials_needed) else None,
+                        "seconds": seconds_needed if math.isfinite(seconds_needed) else None,
+                        "studies_reached": reached, "studies": len(hits)}
+    return {"equal_trials": {"n": n, "ranking": rank_t, "values": at_trials},
+            "equal_compute": {"seconds": compute, "ranking": rank_c, "values": at_compute},
+            "agree": rank_t == rank_c, "crossings": crossings, "target": target, "to_target": to_target}
+
+
+# ---------------------------------------------------------------- re-evaluation and baselines
+
+
+def _seed_trials(col: Collected, arm: Arm, role: str) -> list[dict[str, Any]]:
+    # Only the top-ranked config (rank 0) of each study represents it; other ranks are kept in trials.csv.
+    return sorted((t for t in col.trials if t["role"] == role and t["arm_key"] == arm.key and t["counted"]
+                   and (t["rank"] or 0) == 0), key=lambda t: (t["study"] or 0, t["seed"] or 0))
+
+
+def seeds_summary(col: Collected, arm: Arm, role: str, worst: float, tuned: dict[str, Any]) -> dict[str, Any] | None:
+    """Held-out test scores of the arm's re-evaluated (or fixed) configs, per replicate study and pooled.
+
+    Diverged seeds score `worst` (never dropped: dropping them would flatter erratic arms). The arm's headline is
+    the median over studies of each study's geometric-mean test score (AlgoPerf); the interval is a t interval of
+    the mean log score over the units the comparison uses (studies, or seeds when there is one study). `tuned` is
+    the arm's arm_summary (its per-study tuning bests, for tuner optimism).
+    """
+    trials = _seed_trials(col, arm, role)
     if not trials:
         return None
-    test = np.array([t["test_loss"] for t in trials if t["test_loss"] is not None], float)
-    val = np.array([t["value"] for t in trials if t["value"] is not None], float)
-    out: dict[str, Any] = {"n_seeds": len(trials), "n_diverged": sum(t["state"] == "diverged" for t in trials),
-                           "test_losses": test.tolist(), "val_losses": val.tolist(),
-                           "params": trials[0]["params"]}
-    if test.size:
-        m, lo, hi = stats.mean_ci_bootstrap(test, reps=reps, seed=seed)
-        out.update(test_mean=m, test_ci=[lo, hi])
-    if val.size:
-        out["val_mean"] = float(val.mean())
+    by_study: dict[int, list[dict[str, Any]]] = {}
+    for t in trials:
+        by_study.setdefault(int(t["study"] or 0), []).append(t)
+    per_study = []
+    for k, ts in sorted(by_study.items()):
+        test = [_score(t["test_loss"], t["state"], worst, col.spec.sign) for t in ts]
+        val = [_score(t["value"], t["state"], worst, col.spec.sign) for t in ts]
+        logs = stats.log_scores(test)
+        per_study.append({"study": k, "params": ts[0]["params"], "source_trial": ts[0]["source_trial"],
+                          "n_seeds": len(ts), "n_diverged": sum(t["state"] == "diverged" for t in ts),
+                          "test_losses": test, "val_losses": val, "log_mean": float(logs.mean()),
+                          "geo_mean": float(np.exp(logs.mean()))})
+    unit = "study" if len(per_study) >= 2 else "seed"
+    units = ([s["log_mean"] for s in per_study] if unit == "study"
+             else stats.log_scores(per_study[0]["test_losses"]).tolist())
+    ci = stats.mean_ci_t(units)
+    between, within = stats.variance_components([stats.log_scores(s["test_losses"]) for s in per_study])
+    val_between, val_within = stats.variance_components([stats.log_scores(s["val_losses"]) for s in per_study])
+    out: dict[str, Any] = {
+        "unit": unit, "units": units, "n_studies": len(per_study), "n_seeds": len(trials),
+        "n_diverged": sum(s["n_diverged"] for s in per_study), "per_study": per_study,
+        "median": float(median(s["geo_mean"] for s in per_study)),
+        "geo_mean": float(np.exp(np.mean(units))),
+        "geo_mean_ci": None if ci is None else [math.exp(ci[1]), math.exp(ci[2])],
+        "sd_between_studies": between, "sd_within_study": within, "val_sd_within_study": val_within,
+        "params": per_study[0]["params"] if len(per_study) == 1 else None,
+    }
     if role == "eval":
-        best = next((a for a in [arm(col, depth)] if a["best_value"] is not None), None)
-        if best is not None and val.size:
-            out["tuning_best_value"] = best["best_value"]
-            out["tuner_optimism"] = stats.tuner_optimism(best["best_value"], val)
+        optimism = []
+        for s in per_study:
+            best = next((x["best_value"] for x in tuned["studies"] if x["study"] == s["study"]), None)
+            opt = stats.tuner_optimism(best, s["val_losses"], col.spec.direction) if best is not None else math.nan
+            if math.isfinite(opt):
+                optimism.append(opt)
+        out["tuner_optimism"] = median(optimism) if optimism else None
     return out
 
 
-def pairwise(col: Collected, role: str, reps: int, seed: int) -> list[dict[str, Any]]:
-    """P(depth A has lower test loss than depth B) over seeds, with a bootstrap CI (Bouthillier et al. 2021)."""
-    scores = {d: np.array([t["test_loss"] for t in _seed_trials(col, d, role) if t["test_loss"] is not None])
-              for d in col.spec.depths}
-    out = []
-    depths = [d for d in col.spec.depths if scores[d].size]
-    for i, a in enumerate(depths):
-        for b in depths[i + 1:]:
-            p, lo, hi = stats.prob_a_better_ci(scores[a], scores[b], reps=reps, seed=seed)
-            out.append({"a": a, "b": b, "p_a_better": p, "ci": [lo, hi], **stats.pairwise_verdict(lo, hi),
-                        "b_significant": hi < 0.5, "b_meaningful": lo < 0.25})
-    return out
+def comparison(doc: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The family of pairwise tests over one role's test scores (tuned, fixed config, transferred config)."""
+    summaries = {label: s for label, s in (doc.get(key) or {}).items() if s}
+    if len(summaries) < 2:
+        return None
+    units = {label: s["units"] for label, s in summaries.items()}
+    fam = inference.family(units, doc["settings"]["alpha"], doc["settings"]["min_effect"],
+                           direction=doc["settings"]["direction"])
+    fam["unit"] = "study" if all(s["unit"] == "study" for s in summaries.values()) else "seed"
+    return fam
+
+
+# ---------------------------------------------------------------- diagnostics and fairness
 
 
 def diagnostics(col: Collected, doc: dict[str, Any]) -> dict[str, Any]:
-    """Is the search adequate? Best values at a bound, divergence, and best-of-n curves still improving."""
     out: dict[str, Any] = {}
-    for a in doc["arms"]:
-        d = a["depth"]
+    for arm, a in zip(col.spec.arms, doc["arms"], strict=True):
+        label = a["label"]
         notes: list[str] = []
         at_bound: dict[str, str] = {}
         for p in col.spec.search_space:
@@ -191,16 +326,23 @@ def diagnostics(col: Collected, doc: dict[str, Any]) -> dict[str, Any]:
                 if side:
                     at_bound[p.name] = side
                     notes.append(f"best {p.name} = {v:.3g} is at the {side} end of its range: widen the space")
-        trials = _tune(col, d)
+        trials = _tune(col, arm)
         div = stats.divergence_fraction(np.array([t["state"] == "diverged" for t in trials])) if trials else 0.0
         if div > 0.25:
-            notes.append(f"{div:.0%} of trials diverged")
-        curve = doc["evp"].get(str(d))
-        improving = bool(curve) and stats.still_improving(np.array(curve["mean"]))
+            notes.append(f"{div:.0%} of tuning trials diverged")
+        curve = doc["tuning"].get(label)
+        test = doc["test"].get(label) or {}
+        noise = test.get("val_sd_within_study")
+        improving = None
+        if curve:
+            logs = [stats.log_scores(s["best"]) for s in curve["studies"]]
+            improving = stats.still_improving(logs, noise, direction=col.spec.direction)
         if improving:
-            notes.append("best-of-n curve still improving over the last 20% of the budget: budget may be too small")
-        out[str(d)] = {"at_bound": at_bound, "divergence_fraction": div, "still_improving": improving,
-                       "notes": notes}
+            notes.append("best-so-far still improving over the last 20% of the budget by more than seed noise"
+                         + ("" if noise is not None else " (noise unmeasured: no re-evaluation)")
+                         + ": budget may be too small")
+        out[label] = {"at_bound": at_bound, "divergence_fraction": div, "still_improving": improving,
+                      "seed_noise_log_sd": noise, "notes": notes}
     return out
 
 
@@ -209,75 +351,54 @@ def fairness(col: Collected, arms: list[dict[str, Any]]) -> dict[str, Any]:
     spec_hash = col.spec.hash
     attrs_ok = all(a.get("spec_hash") == spec_hash for a in col.study_attrs.values()) and bool(col.study_attrs)
     trials_ok = all(t["spec_hash"] == spec_hash for t in col.trials if t["counted"])
-    spaces = {name: d for name, d in col.distributions.items()}
+    spaces = dict(col.distributions)
     same_space = len({json.dumps(v, sort_keys=True) for v in spaces.values()}) <= 1
-    exact = all(a["n_finished"] == a["budget"] for a in arms)
-    done = [a["n_finished"] for a in arms]
+    studies = [s for a in arms for s in a["studies"]]
+    exact = bool(studies) and all(s["n_finished"] == s["budget"] == col.spec.budget.trials for s in studies)
+    done = [s["n_finished"] for s in studies]
     checks = [
         {"invariant": 1, "name": "one spec, hash on experiment and every study and trial",
-         "held": col.stored_spec_hash == spec_hash and attrs_ok and trials_ok},
-        {"invariant": 2, "name": "same search space, sampler, pruner, epochs, data split and seed for every depth",
+         "held": col.stored_spec_hash == spec_hash and attrs_ok and trials_ok and not col.missing_studies},
+        {"invariant": 2, "name": "same search space, sampler, pruner, epochs, data split and seed for every arm",
          "held": same_space and attrs_ok,
          "detail": f"{len(spaces)} tuning studies with identical parameter distributions" if same_space
-         else "parameter distributions differ between depths"},
-        {"invariant": 3, "name": "every depth finished exactly budget.trials tuning trials", "held": exact,
-         "detail": ", ".join(f"depth {a['depth']}: {a['n_finished']}/{a['budget']}" for a in arms)},
-        {"invariant": 4, "name": "work spread across depths (parity)", "held": not done or max(done) - min(done) <= 1,
-         "detail": f"max - min finished = {max(done) - min(done) if done else 0}"},
-        {"invariant": 5, "name": "remaining asymmetries stated below", "held": True},
+         else "parameter distributions differ between studies"},
+        {"invariant": 3, "name": "every study finished exactly budget.trials tuning trials", "held": exact,
+         "detail": inference.join_labels([f"{a['label']}: " + "/".join(str(s["n_finished"]) for s in a["studies"])
+                                          + f" of {col.spec.budget.trials}" for a in arms])},
+        {"invariant": 4, "name": "work spread across arms and studies (parity)",
+         "held": not done or max(done) - min(done) <= 1,
+         "detail": f"max - min finished per study = {max(done) - min(done) if done else 0}"},
     ]
-    asym = [{"depth": a["depth"], "n_params": a["n_params"], "hidden": a["hidden"],
+    record = audit(col.slots, col.stored, col.spec.name, col.stored_spec_hash, col.recorded)
+    checks += _record_checks(col, record)
+    checks.append({"invariant": 5, "name": "remaining asymmetries stated below", "held": True})
+    asym = [{"arm": a["label"], "n_params": a["n_params"], "hidden": a["hidden"],
              "total_seconds": a["total_seconds"], "mean_trial_seconds": a["mean_trial_seconds"],
              "lost_and_rerun": a["lost"], "diverged": a["by_outcome"]["diverged"],
              "pruned": a["by_outcome"]["pruned"]} for a in arms]
-    return {"checks": checks, "all_held": all(c["held"] for c in checks), "asymmetries": asym}
+    return {"checks": checks, "all_held": all(c["held"] for c in checks), "asymmetries": asym, "record": record}
 
 
-def _ranking(summary: dict[str, Any]) -> list[int]:
-    have = [(v["test_mean"], int(d)) for d, v in summary.items() if v and "test_mean" in v]
-    return [d for _, d in sorted(have)]
+def _record_checks(col: Collected, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Invariant 5's checks of the stored record against the ledger (bench.report.audit)."""
+    def listed(items: list[dict[str, Any]], n: int) -> str:
+        more = f" (and {n - len(items)} more)" if n > len(items) else ""
+        return "; ".join(f"{i['study']} trial {i['trial']}: {i['detail']}" if "field" in i else i["detail"]
+                         for i in items) + more
 
-
-def verdict(doc: dict[str, Any]) -> dict[str, Any]:
-    """The answer in plain words: winner, confidence, how the fixed-config ranking differs, and caveats."""
-    caveats = [f"depth {d}: {n}" for d, diag in doc["diagnostics"].items() for n in diag["notes"]]
-    if doc["missing"]:
-        caveats = ["run incomplete: " + "; ".join(doc["missing"])] + caveats
-    tuned = _ranking(doc["test"])
-    fixed = _ranking(doc["baseline"])
-    out: dict[str, Any] = {"tuned_ranking": tuned, "fixed_ranking": fixed, "caveats": caveats}
-    if len(tuned) >= 2:
-        winner, runner = tuned[0], tuned[1]
-        pair = next(p for p in doc["pairwise"] if {p["a"], p["b"]} == {winner, runner})
-        p_win = pair["p_a_better"] if pair["a"] == winner else 1 - pair["p_a_better"]
-        lo, hi = pair["ci"] if pair["a"] == winner else [1 - pair["ci"][1], 1 - pair["ci"][0]]
-        sig, mean_ = lo > 0.5, hi > 0.75
-        confidence = "significant and meaningful" if sig and mean_ else "significant" if sig else \
-            "not significant"
-        text = (f"depth {winner} is best after tuning each depth (re-evaluated test loss over "
-                f"{doc['test'][str(winner)]['n_seeds']} fresh seeds); P(beats depth {runner}) = {p_win:.2f} "
-                f"[{lo:.2f}, {hi:.2f}]: {confidence}.")
-        basis = "re-evaluated test loss"
-    elif any(doc["arms"][i]["best_value"] is not None for i in range(len(doc["arms"]))) and doc["prob_best"]:
-        probs = doc["prob_best"]
-        winner = int(max(probs, key=lambda d: probs[d]))
-        confidence = f"P(best at full budget) = {probs[str(winner)]:.2f} (bootstrap over tuning trials)"
-        text = (f"depth {winner} has the best tuning validation loss; {confidence}. No re-evaluation over fresh "
-                "seeds yet ([evaluation] seeds = 0 or still running), so this is the optimistic best-of-N.")
-        basis = "best tuning validation loss"
-    else:
-        out.update(winner=None, confidence=None, basis=None,
-                   text="not enough evidence yet: no finished trials to compare.")
-        return out
-    if fixed and tuned:
-        if fixed[0] != tuned[0]:
-            text += (f" The fixed-config comparison would have picked depth {fixed[0]} "
-                     f"(ranking {' > '.join(map(str, fixed))} vs tuned {' > '.join(map(str, tuned))}).")
-        elif fixed != tuned:
-            text += f" The fixed-config comparison agrees on the winner but ranks {' > '.join(map(str, fixed))}."
-        else:
-            text += " The fixed-config comparison gives the same ranking."
-    if caveats:
-        text += f" Caveats: {len(caveats)} (see diagnostics)."
-    out.update(winner=winner, confidence=confidence, basis=basis, text=text)
-    return out
+    return [
+        {"invariant": 5, "name": "every phase's studies are in the storage", "held": not col.missing_studies,
+         "detail": "missing: " + ", ".join(col.missing_studies) if col.missing_studies else "all present"},
+        {"invariant": 5, "name": "every counted trial matches its ledger record (value, state, params, "
+                                 "distributions, spec hash)",
+         "held": record["n_mismatches"] == 0 and record["status"] != "not verifiable",
+         "detail": listed(record["mismatches"], record["n_mismatches"]) or record["text"]},
+        {"invariant": 5, "name": "every finished trial is accounted for by a ledger slot",
+         "held": record["n_unaccounted"] == 0,
+         "detail": listed(record["unaccounted"], record["n_unaccounted"]) or "none unaccounted"},
+        {"invariant": 5, "name": "the record's digest chain verifies", "held": not record["chain_problems"]
+         and record["status"] != "not verifiable",
+         "detail": "; ".join(record["chain_problems"]) or (f"head {record['head']}" if record["head"]
+                                                            else record["text"])},
+    ]

@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
+from rich.text import Text
 
 from bench.report import plots
+from bench.report.inference import join_labels
+from bench.report.orientation import Words, words
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -75,36 +78,50 @@ def _ci(ci: list[float] | None, digits: int = 4) -> str:
     return "-" if not ci else f"[{_fmt(ci[0], digits)}, {_fmt(ci[1], digits)}]"
 
 
+def _prob(v: float | None) -> str:
+    """A probability to 3 decimals; beyond them '< 0.001' / '> 0.999' (a normal-model tail of 1e-16 claims a
+    precision that five values do not carry)."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    return "< 0.001" if v < 0.0005 else "> 0.999" if v > 0.9995 else f"{v:.3f}"
+
+
+def _prob_ci(ci: list[float] | None) -> str:
+    return "-" if not ci else f"[{_prob(ci[0])}, {_prob(ci[1])}]"
+
+
 def hide_password(url: str) -> str:
     """Belt and braces: the document's URL is already display_url'd, but a report must never show a password."""
     return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
 
 
-ARM_COLUMNS = ("depth", "finished", "complete", "pruned", "diverged", "best val loss", "params", "s/trial",
-               "best hyperparameters")
+ARM_COLUMNS = ("arm", "finished", "complete", "pruned", "diverged", "median best val", "best val", "params",
+               "s/trial", "best hyperparameters")
 
 
 def arm_rows(doc: dict[str, Any]) -> list[list[str]]:
-    return [[str(a["depth"]), f"{a['n_finished']}/{a['budget']}", *(str(a["by_outcome"][o]) for o in
-             ("complete", "pruned", "diverged")), _fmt(a["best_value"]), _fmt(a["n_params"]),
-             _fmt(a["mean_trial_seconds"], 2), _params(a["best_params"])] for a in doc["arms"]]
+    return [[a["label"], f"{a['n_finished']}/{a['budget']}", *(str(a["by_outcome"][o]) for o in
+             ("complete", "pruned", "diverged")), _fmt(a["median_best_value"]), _fmt(a["best_value"]),
+             _fmt(a["n_params"]), _fmt(a["mean_trial_seconds"], 2), _params(a["best_params"])] for a in doc["arms"]]
 
 
 def terminal_table(doc: dict[str, Any]) -> Table:
-    """Best per depth for the terminal: numbers only (hyperparameters go below it, see terminal_params)."""
-    t = Table(title=f"{doc['experiment']}: best per depth (tuned separately, same search space and budget)")
+    """Per arm for the terminal: numbers only (hyperparameters go below it, see terminal_params)."""
+    w = words(doc)
+    better = "" if w.sign == 1 else f"; {w.noun}: {w.better}"
+    t = Table(title=Text(f"{doc['experiment']}: per arm (tuned separately, same search space and budget{better})"))
     test = doc.get("test") or {}
-    cols = ("depth", "done", "complete", "pruned", "diverged", "best val", "params", "s/trial", "test (seeds)")
-    for c in cols:
-        t.add_column(c, justify="right")
-    for row, a in zip(arm_rows(doc), doc["arms"], strict=True):
-        summary = test.get(str(a["depth"])) or {}
-        t.add_row(*row[:-1], _fmt(summary.get("test_mean")))
+    for c in ("arm", "done", "median best val", "test geo-mean", "95% CI"):
+        t.add_column(Text(c), justify="left" if c == "arm" else "right", min_width=len(c), no_wrap=c != "arm")
+    for a in doc["arms"]:
+        summary = test.get(a["label"]) or {}
+        t.add_row(*(Text(c) for c in (a["label"], f"{a['n_finished']}/{a['budget']}", _fmt(a["median_best_value"]),
+                                      _fmt(summary.get("geo_mean")), _ci(summary.get("geo_mean_ci")))))
     return t
 
 
 def terminal_params(doc: dict[str, Any]) -> list[str]:
-    return [f"depth {a['depth']} best: {_params(a['best_params'])}" for a in doc["arms"]]
+    return [f"{a['label']} best: {_params(a['best_params'])}" for a in doc["arms"]]
 
 
 # ---------------------------------------------------------------- content as blocks (one source, two formats)
@@ -120,25 +137,27 @@ class Block:
     header: tuple[str, ...] = ()  # table
     rows: tuple[tuple[str, ...], ...] = ()  # table
     anchor: str = ""  # h2 id; fig name
+    hrefs: tuple[str, ...] = ()  # ul: a relative link per item (a suite report's member reports)
 
 
 def _table(header: tuple[str, ...] | list[str], rows: list[list[str]]) -> Block:
     return Block("table", header=tuple(header), rows=tuple(tuple(r) for r in rows))
 
 
-def _fig(name: str, figs: set[str], missing: str) -> Block:
-    return Block("fig", text=plots.TITLES[name], anchor=name) if name in figs else Block("missing", text=missing)
+def _fig(name: str, doc: dict[str, Any], figs: set[str], missing: str) -> Block:
+    return Block("fig", text=plots.title(name, doc), anchor=name) if name in figs else Block("missing", text=missing)
 
 
 def _verdict(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Block]:
     v = doc.get("verdict") or {}
-    out = [Block("p", text=v.get("text") or "no verdict in this document.")]
+    out = [Block("p", text=v.get("tuned_text") or v.get("text") or "no verdict in this document.")]
     if doc.get("missing"):
         out.append(Block("missing", text="; ".join(doc["missing"])))
-    if v.get("tuned_ranking") or v.get("fixed_ranking"):
-        out.append(Block("p", text="Ranking by mean test loss (best first): tuned "
-                                   f"{' > '.join(map(str, v.get('tuned_ranking') or [])) or '-'}; fixed config "
-                                   f"{' > '.join(map(str, v.get('fixed_ranking') or [])) or '-'}."))
+    for key, name in (("fixed_text", "Fixed config"), ("transfer_text", "Transferred config")):
+        if v.get(key):
+            out.append(Block("p", text=f"{name}: {v[key]}"))
+    if v.get("budget_note"):
+        out.append(Block("p", text=v["budget_note"]))
     if v.get("caveats"):
         out += [Block("p", text="Caveats:"), Block("ul", items=tuple(v["caveats"]))]
     return out
@@ -147,113 +166,177 @@ def _verdict(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Blo
 def _arms(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Block]:
     metric = doc.get("metric") or "validation loss"
     trivial = doc.get("trivial_loss")
-    words = (f"Each depth was tuned in its own study over the same search space with the same budget; this is the "
-             f"best tuning trial of each. Loss: {metric}"
-             + (f"; trivial (input-independent) baseline {trivial:.4f} nats = {trivial / math.log(2):.4f} bits."
-                if trivial else "."))
-    bits = [[str(a["depth"]), _fmt(a.get("best_value_bits"))] for a in doc["arms"]]
-    return [Block("p", text=words), _table(ARM_COLUMNS, arm_rows(doc)),
-            Block("p", text="Best validation loss in bits (loss / ln 2; bits per character for charlm):"),
-            _table(("depth", "best val loss (bits)"), bits)]
+    studies = (doc.get("settings") or {}).get("studies")
+    w = words(doc)
+    what = (f"Loss: {metric}" if w.sign == 1 else
+            f"Score: {metric}, {w.better} (maximized; a score below [metric] worst = "
+            f"{_fmt((doc.get('settings') or {}).get('diverged_scored_as'))} is raised to it)")
+    text = (f"Each arm was tuned in {studies} independent studies over the same search space with the same budget "
+            f"per study; 'median best val' is the median over studies of each study's best tuning trial "
+            f"(AlgoPerf's rule), 'best val' the best over all of them. {what}"
+            + (f"; trivial (input-independent) baseline {trivial:.4f} nats = {trivial / math.log(2):.4f} bits."
+               if trivial else "."))
+    bits = [[a["label"], _fmt(a.get("best_value_bits"))] for a in doc["arms"]]
+    per_study = [[a["label"], str(s["study"]), f"{s['n_finished']}/{s['budget']}", _fmt(s["best_value"]),
+                  _fmt(s["seconds"], 1), _params(s["best_params"])] for a in doc["arms"] for s in a["studies"]]
+    out = [Block("p", text=text), _table(ARM_COLUMNS, arm_rows(doc)),
+           Block("p", text="Per replicate study:"),
+           _table(("arm", "study", "finished", "best val", "compute (s)", "best hyperparameters"), per_study)]
+    if w.sign == -1:
+        return out  # bits are a unit of losses in nats
+    return out + [Block("p", text="Best validation loss in bits (loss / ln 2; bits per character for charlm):"),
+                  _table(("arm", "best val loss (bits)"), bits)]
+
+
+def _better(w: Words) -> str:
+    """" (higher is better)" for a maximized metric; nothing for a loss (the report's default reading)."""
+    return "" if w.sign == 1 else f" ({w.better})"
+
+
+def _worst_words(doc: dict[str, Any]) -> str:
+    """What a diverged run scores: the task's trivial loss, or a user trainer's [metric] worst."""
+    if doc.get("trivial_loss"):
+        return "the trivial loss"
+    worst = (doc.get("settings") or {}).get("diverged_scored_as")
+    return "the trivial loss" if worst is None else f"[metric] worst = {_fmt(worst)}"
 
 
 def _best_of_n(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Block]:
-    out = [Block("p", text="Expected best validation loss if only n of the trials had been run (Dodge et al. "
-                           "2019), ±1 std; right: against the expected compute of n trials. Diverged trials count "
-                           "as the worst loss seen."),
-           _fig("best_of_n", figs, "missing: no finished tuning trials yet")]
+    w = words(doc)
+    out = [Block("p", text=f"Best validation {w.noun} so far, in trial order{_better(w)}: the line is the median "
+                           "over the arm's replicate studies, the band their range (so it never leaves the observed "
+                           "values); right: against cumulative tuning compute. Diverged trials score "
+                           f"{_worst_words(doc)}."),
+           _fig("best_of_n", doc, figs, "missing: no finished tuning trials yet")]
     if (doc.get("settings") or {}).get("adaptive_sampler"):
-        out.append(Block("p", text="Note: the sampler is adaptive (TPE), so trials are not independent draws; the "
-                                   "best-of-n estimator assumes i.i.d. trials and is an approximation here."))
-    pb = doc.get("prob_best")
-    if pb:
-        out += [Block("p", text="Bootstrap probability that each depth's best trial is the best at the full budget:"),
-                _table(("depth", "P(best)"), [[d, _fmt(p, 3)] for d, p in pb.items()])]
-    else:
-        out.append(Block("missing", text="missing: P(best) needs finished tuning trials in every depth"))
+        out.append(Block("p", text="The sampler is adaptive (TPE): trials are not independent draws, so no "
+                                   "expected best-of-n (Dodge et al. 2019) is computed; the curves are the studies' "
+                                   "own best-so-far."))
+    b = doc.get("budget") or {}
+    if b.get("equal_trials"):
+        t, c = b["equal_trials"], b["equal_compute"]
+        out.append(Block("p", text=f"Budget-aware ranking by median best tuning validation {w.noun} "
+                                   "(descriptive, not tested):"))
+        out.append(_table(("budget", "ranking (best first)", "values"), [
+            [f"equal trials: {t['n']} per study", " > ".join(t["ranking"]),
+             join_labels([f"{k} {_fmt(v)}" for k, v in t["values"].items()])],
+            [f"equal compute: {_fmt(c['seconds'], 1)} s per study", " > ".join(c["ranking"]),
+             join_labels([f"{k} {_fmt(v)}" for k, v in c["values"].items()])]]))
+        out.append(Block("p", text=("Trial parity and compute parity agree." if b.get("agree") else
+                                    "Trial parity and compute parity DISAGREE: the answer depends on the budget.")))
+        rows = [[k, _fmt(v["trials"]), _fmt(v["seconds"], 1), f"{v['studies_reached']}/{v['studies']}"]
+                for k, v in (b.get("to_target") or {}).items()]
+        out.append(Block("p", text=f"Budget needed to reach the best arm's median result ({_fmt(b.get('target'))}); "
+                                   "medians over studies, '-' where most studies never reached it:"))
+        out.append(_table(("arm", "trials", "seconds", "studies that reached it"), rows))
+        if b.get("crossings"):
+            out.append(Block("p", text="Where median curves cross (the leader changes): " + "; ".join(
+                f"{x['a']} vs {x['b']} at n = {', '.join(map(str, x['at_n']))} ({x['ahead_at_end']} ahead at the end)"
+                for x in b["crossings"])))
     return out
 
 
-SEED_COLUMNS = ("depth", "config", "seeds", "diverged", "mean test loss", "95% CI", "mean val loss")
+SEED_COLUMNS = ("arm", "unit", "studies", "seeds", "diverged", "median (AlgoPerf)", "geo-mean", "95% CI",
+                "sd between studies", "sd within study")
 
 
 def _seed_rows(summary: dict[str, Any], tuned: bool) -> list[list[str]]:
     rows = []
-    for d, s in summary.items():
+    for label, s in summary.items():
         if not s:
             continue
-        row = [d, _params(s.get("params")), str(s["n_seeds"]), str(s["n_diverged"]), _fmt(s.get("test_mean")),
-               _ci(s.get("test_ci")), _fmt(s.get("val_mean"))]
+        row = [label, s["unit"], str(s["n_studies"]), str(s["n_seeds"]), str(s["n_diverged"]), _fmt(s["median"]),
+               _fmt(s["geo_mean"]), _ci(s.get("geo_mean_ci")) if s.get("geo_mean_ci") else "n < 2: none",
+               _fmt(s.get("sd_between_studies"), 3), _fmt(s.get("sd_within_study"), 3)]
         if tuned:
-            row += [_fmt(s.get("tuning_best_value")), _fmt(s.get("tuner_optimism"), 3)]
+            row.append(_fmt(s.get("tuner_optimism"), 3))
         rows.append(row)
     return rows
 
 
 def _test(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Block]:
-    out = [Block("p", text="Each depth's best configuration retrained with fresh seeds (tuned) next to the same "
-                           "fixed configuration for every depth (the 'everything else held constant' comparison), "
-                           "scored on the held-out test split."),
-           _fig("test_scores", figs, "missing: no test losses yet (no evaluation or baseline phase finished)")]
-    for key, title, tuned in (("test", "Tuned (best config per depth)", True),
-                              ("baseline", "Fixed config (baseline)", False)):
+    w = words(doc)
+    out = [Block("p", text="Each replicate study's best configuration retrained with fresh seeds (tuned), next to "
+                           "one fixed configuration for every arm (the 'everything else held constant' comparison) "
+                           "and, where configured, the best configuration of one arm transferred to every arm; all "
+                           f"scored on the held-out test split{_better(w)}. Diverged seeds score {_worst_words(doc)} "
+                           f"(never dropped). The geo-mean's 95% interval is a Student t interval of the mean log "
+                           f"{w.noun} over the units (studies; seeds when there is one study or one fixed config). "
+                           f"Standard deviations are of log {w.noun} (≈ relative), from a one-way random-effects "
+                           "ANOVA."),
+           _fig("test_scores", doc, figs, "missing: no test losses yet (no evaluation or baseline phase finished)")]
+    for key, title, tuned in (("test", "Tuned (each study's best config)", True),
+                              ("baseline", "Fixed config (baseline)", False),
+                              ("transfer", "Transferred config", False)):
         summary = doc.get(key) or {}
-        absent = [d for d, s in summary.items() if not s]
         rows = _seed_rows(summary, tuned)
+        if not rows and key == "transfer" and not (doc.get("settings") or {}).get("transfer_from"):
+            continue
         out.append(Block("p", text=f"{title}:"))
         if rows:
-            header = SEED_COLUMNS + (("tuning best val", "tuner optimism (sd)") if tuned else ())
-            out.append(_table(header, rows))
+            out.append(_table(SEED_COLUMNS + (("tuner optimism (sd)",) if tuned else ()), rows))
+        absent = [d for d, s in summary.items() if not s]
         if absent or not summary:
-            out.append(Block("missing", text=f"missing: {key} results for depth {', '.join(absent) or '-'} "
+            out.append(Block("missing", text=f"missing: {key} results for {', '.join(absent) or '-'} "
                                              "(phase not configured in the spec, or not finished)"))
-    out.append(Block("p", text="Tuner optimism: (best tuning value - mean re-evaluated validation loss) / its sd; "
-                               "negative means the tuning-time best looked better than the config really is."))
+    gap = ("best tuning value - mean re-evaluated validation loss" if w.sign == 1 else
+           f"mean re-evaluated validation {w.noun} - best tuning value")
+    out.append(Block("p", text=f"Tuner optimism: median over studies of ({gap}) / its sd; negative means the "
+                               "tuning-time best looked better than the config really is (Melis et al. 2018)."))
     return out
 
 
-def _pair_rows(pairs: list[dict[str, Any]]) -> list[list[str]]:
-    rows = []
-    for p in pairs:
-        sig = "A better" if p.get("significant") else "B better" if p.get("b_significant") else "no"
-        mean = [x for x, k in (("A", "meaningful"), ("B", "b_meaningful")) if p.get(k)]
-        rows.append([str(p["a"]), str(p["b"]), _fmt(p["p_a_better"], 3), _ci(p.get("ci"), 3), sig,
-                     " and ".join(mean) or "no"])
-    return rows
+def _pair_rows(fam: dict[str, Any]) -> list[list[str]]:
+    words = {"a": "A better", "b": "B better", "equivalent": "equivalent", "undecided": "cannot tell",
+             "untestable": "too few units"}
+    return [[p["a"], p["b"], _fmt(p["ratio"], 3), _ci(p.get("ratio_ci"), 3), _prob(p.get("p_a_better")),
+             _prob_ci(p.get("p_a_better_ci")), _fmt(p.get("p"), 3), _fmt(p.get("p_holm"), 3), words[p["decision"]],
+             _fmt(p.get("units_needed"))] for p in fam["pairs"]]
 
 
 def _pairwise(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Block]:
-    header = ("depth A", "depth B", "P(A better than B)", "95% CI", "significant", "possibly meaningful")
-    out = [Block("p", text="P(A better than B): chance that a fresh-seed run of depth A has lower test loss than "
-                           "one of depth B (Bouthillier et al. 2021). Significant when the CI excludes 0.5; "
-                           "meaningful when it reaches beyond 0.75 (or below 0.25 for B).")]
-    for key, title in (("pairwise", "Tuned"), ("baseline_pairwise", "Fixed config")):
-        rows = _pair_rows(doc.get(key) or [])
-        out.append(Block("p", text=f"{title}:"))
-        out.append(_table(header, rows) if rows else
-                   Block("missing", text=f"missing: {key} needs test losses of at least two depths"))
+    s = doc.get("settings") or {}
+    header = ("A", "B", "ratio A/B", "95% CI", "P(A better)", "95% CI", "p", "Holm p", "decision", "units needed")
+    w = words(doc)
+    out = [Block("p", text=(
+        f"Every pair of arms, on the geometric-mean test {w.noun} (ratio A/B {'<' if w.sign == 1 else '>'} 1: A is "
+        f"better{'' if w.sign == 1 else '; ' + w.better}). Welch's t test on the units' mean log {w.noun} (Welch "
+        "1947), Holm-adjusted over all pairs of the family (Holm 1979). 'A better' needs "
+        f"an adjusted p ≤ {s.get('alpha')} and a ratio beyond the practical threshold "
+        f"{float(s.get('min_effect') or 0):.0%} "
+        "([analysis] min_effect); 'equivalent' means the ratio interval lies inside that threshold (ROPE, Benavoli "
+        "et al. 2017). P(A better): chance that a fresh unit of A beats one of B (McGraw & Wong 1992; Bouthillier et "
+        "al. 2021), interval from the noncentral t (Steiger & Fouladi 1997). Units needed: per arm, for 80% power "
+        "to detect the threshold at the measured spread."))]
+    for key, title in (("test", "Tuned"), ("baseline", "Fixed config"), ("transfer", "Transferred config")):
+        fam = (doc.get("comparisons") or {}).get(key)
+        if fam is None and key == "transfer" and not s.get("transfer_from"):
+            continue
+        out.append(Block("p", text=f"{title}" + (f" (unit: {fam['unit']}):" if fam else ":")))
+        out.append(_table(header, _pair_rows(fam)) if fam else
+                   Block("missing", text=f"missing: {key} comparisons need test scores of at least two arms"))
     return out
 
 
 def _lr(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Block]:
     why = ("no tuning trial with a learning rate (lr is not in the search space, or none finished)" if have_trials
            else "trial records (the report was rendered without the collected trials)")
-    return [_fig("lr", figs, f"missing: {why}")]
+    return [_fig("lr", doc, figs, f"missing: {why}")]
 
 
 def _curves(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Block]:
-    return [_fig("learning_curves", figs, "missing: no per-epoch validation losses of a best trial yet")]
+    return [_fig("learning_curves", doc, figs, "missing: no per-epoch validation losses of a best trial yet")]
 
 
 def _importance(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Block]:
     imp = {d: v for d, v in (doc.get("importance") or {}).items() if v}
     if not imp:
         return [Block("missing", text="missing: importance needs at least 3 finished trials with distinct losses "
-                                      "per depth")]
+                                      "per arm")]
     names = sorted({p for v in imp.values() for p in v})
     rows = [[n, *(_fmt(imp[d].get(n), 3) for d in imp)] for n in names]
-    return [_fig("importance", figs, "missing: importance figure"),
-            _table(("hyperparameter", *(f"depth {d}" for d in imp)), rows)]
+    return [_fig("importance", doc, figs, "missing: importance figure"),
+            _table(("hyperparameter", *imp), rows)]
 
 
 def _diagnostics(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Block]:
@@ -264,8 +347,8 @@ def _diagnostics(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list
              ", ".join(f"{k} ({v})" for k, v in (g.get("at_bound") or {}).items()) or "-",
              "; ".join(g.get("notes") or []) or "none"] for d, g in diag.items()]
     return [Block("p", text="Is the search adequate? Best values at a bound of the range, divergence, and a "
-                            "best-of-n curve still improving all say the depth may be under-tuned."),
-            _table(("depth", "diverged fraction", "still improving", "best at a bound", "notes"), rows)]
+                            "best-so-far still improving by more than seed noise all say the arm may be under-tuned."),
+            _table(("arm", "diverged fraction", "still improving", "best at a bound", "notes"), rows)]
 
 
 def _fairness(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Block]:
@@ -273,16 +356,35 @@ def _fairness(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Bl
     checks = f.get("checks") or []
     out = [Block("p", text="Every fairness invariant held." if f.get("all_held") else
                  "NOT every fairness invariant held: see the rows marked NO.")]
+    record = f.get("record") or {}
+    if record:
+        head = f" Record head (sha256 chain over {record['recorded_slots']} finished slots): {record['head']}." \
+            if record.get("head") else ""
+        out.append(Block("p", text=f"Record audit: {record['text']}.{head}"))
+        problems = [f"{m['study']} trial {m['trial']}: {m['detail']}" for m in record.get("mismatches") or []]
+        problems += [u["detail"] for u in record.get("unaccounted") or []] + list(record.get("chain_problems") or [])
+        if problems:
+            out.append(Block("ul", items=tuple(problems)))
     out.append(_table(("invariant", "check", "held", "detail"),
                       [[str(c["invariant"]), c["name"], "yes" if c["held"] else "NO", c.get("detail") or ""]
                        for c in checks]))
     asym = f.get("asymmetries") or []
-    out += [Block("p", text="Remaining asymmetries between depths:"),
-            _table(("depth", "params", "hidden", "compute (s)", "s/trial", "lost and rerun", "diverged", "pruned"),
-                   [[str(a["depth"]), _fmt(a["n_params"]), _fmt(a["hidden"]), _fmt(a["total_seconds"], 2),
+    out += [Block("p", text="Remaining asymmetries between arms:"),
+            _table(("arm", "params", "hidden", "compute (s)", "s/trial", "lost and rerun", "diverged", "pruned"),
+                   [[str(a["arm"]), _fmt(a["n_params"]), _fmt(a["hidden"]), _fmt(a["total_seconds"], 2),
                      _fmt(a["mean_trial_seconds"], 2), _fmt(a["lost_and_rerun"]), _fmt(a["diverged"]),
                      _fmt(a["pruned"])] for a in asym])]
     return out
+
+
+def provenance_line(doc: dict[str, Any]) -> str:
+    p = doc.get("provenance") or {}
+    if not p:
+        return "Provenance not recorded (a report document from an older bench)."
+    commit = f" (commit {p['git_commit']})" if p.get("git_commit") else ""
+    return (f"Generated {p.get('date')} by bench {p.get('bench_version')}{commit} on {p.get('host')} "
+            f"({p.get('devices')}); Python {p.get('python')}, torch {p.get('torch')}, Optuna {p.get('optuna')}, "
+            f"SQLAlchemy {p.get('sqlalchemy')}.")
 
 
 def _provenance(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Block]:
@@ -291,22 +393,43 @@ def _provenance(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[
             ["storage", hide_password(str(doc.get("storage")))], ["complete", _fmt(doc.get("complete"))],
             ["trivial loss", _fmt(doc.get("trivial_loss"))]]
     rows += [[f"settings.{k}", _fmt(v)] for k, v in (doc.get("settings") or {}).items()]
-    return [_table(("field", "value"), rows)]
+    rows += [[f"provenance.{k}", _fmt(v)] for k, v in (doc.get("provenance") or {}).items()]
+    return [Block("p", text=provenance_line(doc)), _table(("field", "value"), rows)]
+
+
+METHODS = (
+    "Replicated tuning studies per arm, median over studies: MLCommons AlgoPerf external-tuning rules (Dahl et al. "
+    "2023); study vs trial variance: Google Deep Learning Tuning Playbook (Godbole et al. 2023).",
+    "Pairwise tests: Welch 1947 (unequal-variance t test); family-wise error: Holm 1979.",
+    "Effect size: ratio of geometric means with a t interval; region of practical equivalence: Benavoli et al. 2017.",
+    "P(A better): McGraw & Wong 1992 (common-language effect size), Bouthillier et al. 2021 (MLSys); interval by "
+    "noncentral t inversion, Steiger & Fouladi 1997.",
+    "Intervals for means: Student t (1908). Variance components: one-way random-effects ANOVA (Searle, Casella & "
+    "McCulloch 1992). Sample size: noncentral t power (Cohen 1988).",
+    "Expected best-of-n for i.i.d. samplers: Dodge et al. 2019 ('Show Your Work'). Tuner optimism: Melis, Dyer & "
+    "Blunsom 2018. Importance: PED-ANOVA (Watanabe et al. 2023).",
+    "Calibration of every interval, test and the verdict by simulation: benchmarks/calibration.py (README).",
+)
+
+
+def _methods(doc: dict[str, Any], figs: set[str], have_trials: bool) -> list[Block]:
+    return [Block("ul", items=METHODS)]
 
 
 Section = Callable[[dict[str, Any], set[str], bool], list[Block]]
 SECTIONS: tuple[tuple[str, str, Section], ...] = (
     ("verdict", "Verdict", _verdict),
-    ("best-per-depth", "Best per depth", _arms),
-    ("best-of-n", "Best-of-n", _best_of_n),
+    ("best-per-arm", "Best per arm", _arms),
+    ("best-of-n", "Tuning curves and budgets", _best_of_n),
     ("test-scores", "Test scores: tuned vs fixed config", _test),
     ("pairwise", "Pairwise comparison", _pairwise),
-    ("learning-rate", "Validation loss vs learning rate", _lr),
+    ("learning-rate", "Validation {noun} vs learning rate", _lr),
     ("learning-curves", "Learning curves", _curves),
     ("importance", "Hyperparameter importance", _importance),
     ("diagnostics", "Diagnostics", _diagnostics),
     ("fairness", "Fairness audit", _fairness),
     ("provenance", "Provenance", _provenance),
+    ("methods", "Methods and citations", _methods),
 )
 
 
@@ -314,7 +437,7 @@ def blocks(doc: dict[str, Any], figs: set[str], have_trials: bool = False) -> li
     """The whole report as blocks: title, then every section in order (missing data said in words)."""
     out = [Block("h1", text=f"bench report: {doc.get('experiment')}")]
     for anchor, title, section in SECTIONS:
-        out.append(Block("h2", text=title, anchor=anchor))
+        out.append(Block("h2", text=title.format(noun=words(doc).noun), anchor=anchor))
         out += section(doc, figs, have_trials)
     return out
 
@@ -322,9 +445,14 @@ def blocks(doc: dict[str, Any], figs: set[str], have_trials: bool = False) -> li
 # ---------------------------------------------------------------- emitters
 
 
+_MD_SPECIAL = re.compile(r"([\\\[\]`|])")
+
+
 def _md_cell(s: str) -> str:
-    # "<" neutralises raw HTML that a Markdown viewer would otherwise render; "|" would split the cell.
-    return s.replace("<", "&lt;").replace("|", "\\|").replace("\n", " ")
+    """Plain text as inert Markdown: "<" neutralises raw HTML and autolinks; escaped brackets make a stored
+    `[x](javascript:...)` or `![x](https://...)` plain text, never a link or a remote image; "|" would split a
+    table cell; a backtick could open a code span that swallows the rest."""
+    return _MD_SPECIAL.sub(r"\\\1", s.replace("&", "&amp;").replace("<", "&lt;")).replace("\n", " ")
 
 
 def _md_table(header: tuple[str, ...] | list[str], rows: list[list[str]] | tuple[tuple[str, ...], ...]) -> str:
@@ -334,8 +462,12 @@ def _md_table(header: tuple[str, ...] | list[str], rows: list[list[str]] | tuple
 
 def markdown(doc: dict[str, Any], figs: set[str] | None = None, have_trials: bool = False) -> str:
     """report.md: the same content as index.html; figures are PNG files beside it (fig_<name>.png)."""
+    return blocks_markdown(blocks(doc, figs or set(), have_trials))
+
+
+def blocks_markdown(bs: list[Block]) -> str:
     parts: list[str] = []
-    for b in blocks(doc, figs or set(), have_trials):
+    for b in bs:
         text = _md_cell(b.text)
         if b.kind in ("h1", "h2"):
             parts.append(("# " if b.kind == "h1" else "## ") + text)
@@ -343,6 +475,8 @@ def markdown(doc: dict[str, Any], figs: set[str] | None = None, have_trials: boo
             parts.append(text)
         elif b.kind == "missing":
             parts.append(f"*{text}*")
+        elif b.kind == "ul" and b.hrefs:
+            parts.append("\n".join(f"- [{_md_cell(i)}]({h})" for i, h in zip(b.items, b.hrefs, strict=True)))
         elif b.kind == "ul":
             parts.append("\n".join(f"- {_md_cell(i)}" for i in b.items))
         elif b.kind == "table":
@@ -385,6 +519,9 @@ def _html_block(b: Block, pngs: dict[str, bytes]) -> str:
         return f'<h2 id="{e(b.anchor)}">{e(b.text)}</h2>'
     if b.kind in ("p", "missing"):
         return f'<p class="{b.kind}">{e(b.text)}</p>'
+    if b.kind == "ul" and b.hrefs:
+        return "<ul>" + "".join(f'<li><a href="{e(h)}">{e(i)}</a></li>' for i, h in zip(b.items, b.hrefs,
+                                                                                      strict=True)) + "</ul>"
     if b.kind == "ul":
         return "<ul>" + "".join(f"<li>{e(i)}</li>" for i in b.items) + "</ul>"
     if b.kind == "table":
@@ -399,28 +536,41 @@ def _html_block(b: Block, pngs: dict[str, bytes]) -> str:
 
 def html_page(doc: dict[str, Any], pngs: dict[str, bytes], have_trials: bool = False) -> str:
     """index.html: self-contained (inline CSS, base64 PNGs, no JavaScript); every text is escaped."""
-    nav = "".join(f'<a href="#{a}">{html.escape(t)}</a>' for a, t, _ in SECTIONS)
-    body = "\n".join(_html_block(b, pngs) for b in blocks(doc, set(pngs), have_trials))
-    title = html.escape(f"bench report: {doc.get('experiment')}")
+    return page_html(f"bench report: {doc.get('experiment')}",
+                     [(a, t.format(noun=words(doc).noun)) for a, t, _ in SECTIONS],
+                     blocks(doc, set(pngs), have_trials), pngs)
+
+
+def page_html(title: str, nav: list[tuple[str, str]], bs: list[Block], pngs: dict[str, bytes]) -> str:
+    links = "".join(f'<a href="#{html.escape(a)}">{html.escape(t)}</a>' for a, t in nav)
+    body = "\n".join(_html_block(b, pngs) for b in bs)
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{title}</title>\n"
-            f"<style>{CSS}</style>\n</head>\n<body>\n<nav>{nav}</nav>\n{body}\n</body>\n</html>\n")
+            f"<title>{html.escape(title)}</title>\n"
+            f"<style>{CSS}</style>\n</head>\n<body>\n<nav>{links}</nav>\n{body}\n</body>\n</html>\n")
 
 
-TRIAL_COLUMNS = ("role", "depth", "number", "state", "value", "counted", "seed", "test_loss", "seconds", "n_params",
-                 "hidden", "epochs_run", "params", "lost_reason")
+TRIAL_COLUMNS = ("role", "arm", "study", "number", "state", "value", "counted", "seed", "test_loss", "seconds",
+                 "n_params", "hidden", "epochs_run", "params", "lost_reason")
+
+
+def csv_cell(v: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a leading quote (OWASP);
+    numbers stay numbers."""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + v
+    return v
 
 
 def trials_csv(col: Collected) -> str:
     """One row per trial of every role (tune, eval, baseline), including the ones that did not count."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csv.writer(buf, lineterminator="\r\n")  # RFC 4180; also quotes a field holding a bare CR
     w.writerow(TRIAL_COLUMNS)
     for t in col.trials:
         row = {**t, "params": json.dumps(_json_safe(t.get("params") or {}), sort_keys=True)}
-        w.writerow(["" if row.get(c) is None else row[c] for c in TRIAL_COLUMNS])
+        w.writerow(["" if row.get(c) is None else csv_cell(row[c]) for c in TRIAL_COLUMNS])
     return buf.getvalue()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,8 @@ import torch
 
 from bench.spec import SpecError
 
+MEMORY_ENV = "BENCH_MAX_MEMORY_GIB"
+DEFAULT_MEMORY_GIB = 16.0  # what one worker may plan to use for data plus training; a guard against typos
 IGNORE_INDEX = -100  # target value for positions that are not scored (torch's cross_entropy default)
 INPUT_KINDS = ("tokens", "features")
 TARGET_KINDS = ("per_step", "last")
@@ -149,3 +152,27 @@ def require_range(name: str, value: float, low: float, high: float) -> None:
     """SpecError unless low <= value <= high."""
     if not low <= value <= high:
         raise SpecError(f"task.{name}: must be from {low} to {high}, got {value}")
+
+
+def memory_limit() -> int:
+    """Bytes one worker may plan for (data and training): $BENCH_MAX_MEMORY_GIB, default 16 GiB."""
+    raw = os.environ.get(MEMORY_ENV)
+    try:
+        gib = DEFAULT_MEMORY_GIB if raw is None else float(raw)
+    except ValueError:
+        gib = math.nan
+    if not (math.isfinite(gib) and gib > 0):
+        raise SpecError(f"{MEMORY_ENV}: must be a positive number of GiB, got {raw!r}")
+    return int(gib * 2**30)
+
+
+def gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB"
+
+
+def require_memory(name: str, value: Any, n_bytes: int, what: str) -> None:
+    """SpecError("task.<name>: ...") when an estimated n_bytes exceeds the memory limit."""
+    limit = memory_limit()
+    if n_bytes > limit:
+        raise SpecError(f"task.{name}: {value} exceeds the memory limit: {what} needs an estimated "
+                        f"{gib(n_bytes)}, above {gib(limit)} (set {MEMORY_ENV} to raise it)")

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from bench.spec import SpecError
-from bench.tasks.base import Split, Task, data_rng, require_range, resolve_params, trivial_loss
+from bench.tasks.base import Split, Task, data_rng, require_memory, require_range, resolve_params, trivial_loss
 
 DEFAULTS: dict[str, Any] = {
     "text_file": None,  # path to a UTF-8 text; None = pydoc_data.topics (always installed, no download)
@@ -22,6 +22,9 @@ DEFAULTS: dict[str, Any] = {
 }
 _TYPES = {"text_file": str}
 UNK = "<unk>"  # id 0: characters never seen in the train block
+# Peak bytes per character while building: the text (up to 4 bytes a character in a str), a Python list of ids
+# (8-byte pointers to small ints), and x and y (int64) with their clones.
+_BYTES_PER_CHAR = 4 + 8 + 4 * 8
 
 
 def check_params(**params: Any) -> dict[str, Any]:
@@ -31,6 +34,9 @@ def check_params(**params: Any) -> dict[str, Any]:
     require_range("max_chars", p["max_chars"], 0, 10**10)
     require_range("val_fraction", p["val_fraction"], 1e-6, 0.5)
     require_range("test_fraction", p["test_fraction"], 1e-6, 0.5)
+    if p["max_chars"]:
+        require_memory("max_chars", p["max_chars"], p["max_chars"] * _BYTES_PER_CHAR,
+                       f"{p['max_chars']:,} characters")
     n = len(_load_text(p))
     for name, size in zip(("train", "val", "test"), _block_sizes(n, p), strict=True):
         if size < p["seq_len"] + 1:
@@ -88,14 +94,25 @@ def _load_text(p: dict[str, Any]) -> str:
 
         text = "".join(topics[k] for k in sorted(topics))
     else:
-        path = Path(p["text_file"])  # relative to the current directory
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SpecError(f"task.text_file: no such file: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(f"task.text_file: cannot read {path}: {exc}") from None
+        text = _read_text(Path(p["text_file"]), p["max_chars"])
     return text[: p["max_chars"]] if p["max_chars"] else text
+
+
+def _read_text(path: Path, max_chars: int) -> str:
+    """At most max_chars characters (0 = all) of a regular UTF-8 file; a device or pipe would never end."""
+    try:
+        if not path.exists():
+            raise SpecError(f"task.text_file: no such file: {path}")  # relative to the current directory
+        if not path.is_file():
+            raise SpecError(f"task.text_file: {path} is not a regular file")
+        if not max_chars:
+            size = path.stat().st_size
+            require_memory("text_file", path, size * _BYTES_PER_CHAR,
+                           f"all {size:,} bytes of it (max_chars = 0); set max_chars to use a part")
+        with path.open(encoding="utf-8") as fh:
+            return fh.read(max_chars) if max_chars else fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"task.text_file: cannot read {path}: {exc}") from None
 
 
 def _block_sizes(n: int, p: dict[str, Any]) -> tuple[int, int, int]:

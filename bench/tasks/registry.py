@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 from collections.abc import Callable
@@ -11,6 +10,7 @@ from typing import Any
 from bench.spec import SpecError, TaskSpec
 from bench.tasks import charlm, seq2seq, uea
 from bench.tasks.base import Task, TaskError, data_rng
+from bench.trainers.plugins import import_callable
 
 TaskFactory = Callable[..., Task]
 
@@ -28,21 +28,10 @@ def resolve_factory(name: str) -> TaskFactory:
     """The callable behind a task name; SpecError("task.name: ...") when it cannot be found."""
     if name in BUILTIN:
         return BUILTIN[name]
-    module_name, colon, attr = name.partition(":")
-    if not colon or not module_name or not attr:
-        raise SpecError(f"task.name: {name!r} is neither a built-in task ({', '.join(BUILTIN)}) "
-                        "nor of the form 'package.module:factory'")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:  # only "not found"; a bug inside the user's module keeps its traceback
-        raise SpecError(f"task.name: cannot import module {module_name!r}: {exc}") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise SpecError(f"task.name: module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise SpecError(f"task.name: {name!r} is not callable (got {type(obj).__name__})")
-    return obj
+    form = (f"task.name: {name!r} is neither a built-in task ({', '.join(BUILTIN)}) "
+            "nor of the form 'package.module:factory'")
+    factory: TaskFactory = import_callable(name, "task.name", form)
+    return factory
 
 
 def load_task(task_spec: TaskSpec) -> Task:

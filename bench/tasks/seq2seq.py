@@ -8,7 +8,16 @@ import numpy as np
 import torch
 
 from bench.spec import SpecError
-from bench.tasks.base import IGNORE_INDEX, Split, Task, data_rng, require_range, resolve_params, trivial_loss
+from bench.tasks.base import (
+    IGNORE_INDEX,
+    Split,
+    Task,
+    data_rng,
+    require_memory,
+    require_range,
+    resolve_params,
+    trivial_loss,
+)
 
 KINDS = ("reverse", "sort", "copy")
 # Small enough that a 1-2 layer LSTM with 64 units clearly beats the trivial loss in a few CPU epochs.
@@ -21,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "n_test": 500,
 }
 _MAX_EXAMPLES = 10_000_000  # a guard against a typo that would fill memory
+_PEAK_COPIES = 3  # numpy x, its int64 copy and the per-split clones are alive together while building
 
 
 def check_params(**params: Any) -> dict[str, Any]:
@@ -37,6 +47,9 @@ def check_params(**params: Any) -> dict[str, Any]:
     if total > p["vocab"] ** p["length"]:
         raise SpecError(f"task.n_train: n_train + n_val + n_test = {total} exceeds the "
                         f"vocab ** length = {p['vocab'] ** p['length']} distinct input sequences")
+    elements = 2 * total * (2 * p["length"] + 1)  # x and y, int64
+    require_memory("n_train", p["n_train"], elements * 8 * _PEAK_COPIES,
+                   f"{total} sequences of {2 * p['length'] + 1} tokens (x and y: {elements:,} elements)")
     return p
 
 

@@ -1,0 +1,3 @@
+"""Optuna glue: search space, studies (names, attributes, creation) and the objective
+(suggest -> fit -> report/prune).
+"""

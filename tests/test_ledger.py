@@ -1,0 +1,247 @@
+"""Tests for bench.store.ledger on a small SQLite ledger: the database's
+constraints, leases, and what a done slot means."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.engine import Engine
+
+from bench.store import ledger as ledger_mod
+from bench.store.ledger import CLAIMED, DONE, FREE, SLOTS, Ledger, SlotRow, SpecMismatch, create_schema
+from bench.store.storage import make_engine
+
+SPEC = {"name": "led", "budget": {"trials": 2}}
+ARM_A, ARM_B = '{"depth":1}', '{"depth":2}'
+# 2 arms x 1 study x 2 tuning slots.
+ROWS: list[SlotRow] = [("tune", arm, 0, i, None) for arm in (ARM_A, ARM_B) for i in range(2)]
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    create_schema(eng)
+    yield eng
+    eng.dispose()
+
+
+def _ledger(engine: Engine, rows: list[SlotRow] = ROWS) -> tuple[Ledger, int]:
+    exp_id, created = Ledger.ensure_experiment(engine, "led", SPEC, "h" * 64, "0.test", rows)
+    assert created
+    led = Ledger(engine, exp_id)
+    return led, led.register_worker("host", 1, "cpu")
+
+
+def _slot(led: Ledger, slot_id: int) -> dict[str, object]:
+    return next(s for s in led.slots() if s["id"] == slot_id)
+
+
+# ---------------------------------------------------------------- invariant 3: the budget is a set
+
+
+def test_duplicate_slot_is_refused_by_the_database(engine: Engine) -> None:
+    led, _ = _ledger(engine)
+    dup = {"experiment_id": led.experiment_id, "role": "tune", "arm": ARM_A, "study": 0, "idx": 1, "state": FREE,
+           "attempts": 0, "lost": 0}
+    with pytest.raises(exc.IntegrityError), engine.begin() as conn:
+        conn.execute(SLOTS.insert().values(**dup))
+    # Another study, index or role is another unit of budget, and is accepted.
+    with engine.begin() as conn:
+        conn.execute(SLOTS.insert().values(**{**dup, "study": 1}))
+        conn.execute(SLOTS.insert().values(**{**dup, "idx": 2}))
+        conn.execute(SLOTS.insert().values(**{**dup, "role": "eval"}))
+    assert len(led.slots()) == 7
+
+
+def test_add_slots_twice_leaves_one_set(engine: Engine) -> None:
+    led, _ = _ledger(engine)
+    led.add_slots(ROWS)
+    led.add_slots(ROWS[:1])
+    assert [(s["arm"], s["idx"]) for s in led.slots()] == [(arm, idx) for _, arm, _, idx, _ in ROWS]
+
+
+def test_ensure_experiment_twice_same_spec_then_changed_spec(engine: Engine) -> None:
+    exp_id, created = Ledger.ensure_experiment(engine, "led", SPEC, "h" * 64, "0.test", ROWS)
+    again, created_again = Ledger.ensure_experiment(engine, "led", SPEC, "h" * 64, "0.test", ROWS)
+    assert created and not created_again and again == exp_id
+    assert len(Ledger(engine, exp_id).slots()) == len(ROWS)
+    changed = {"name": "led", "budget": {"trials": 3}}
+    with pytest.raises(SpecMismatch) as err:
+        Ledger.ensure_experiment(engine, "led", changed, "g" * 64, "0.test", ROWS)
+    assert err.value.fields == ["budget.trials"]
+
+
+# ---------------------------------------------------------------- claims and invariant 4
+
+
+def test_claims_spread_across_arms_then_run_out(engine: Engine) -> None:
+    led, w = _ledger(engine)
+    claims = [led.claim(w, 60) for _ in range(4)]
+    assert [(c.arm, c.idx) for c in claims if c] == [(ARM_A, 0), (ARM_B, 0), (ARM_A, 1), (ARM_B, 1)]
+    assert led.claim(w, 60) is None  # every slot is claimed: nothing to hand out
+    assert all(c is not None and c.attempts == 1 for c in claims)
+
+
+def test_finished_slot_is_never_claimable_again(engine: Engine) -> None:
+    led, w = _ledger(engine, ROWS[:1])
+    c = led.claim(w, 60)
+    assert c is not None
+    assert led.finish(c.slot_id, w, "complete", 0.5, 1.0, 0)
+    s = _slot(led, c.slot_id)
+    assert (s["state"], s["outcome"], s["value"], s["trial_number"]) == (DONE, "complete", 0.5, 0)
+    assert led.claim(w, 60) is None
+    other = led.register_worker("host", 2, "cpu")
+    assert led.claim(other, 60) is None
+    assert led.take_expired(other, 60) == []  # a done slot has no lease to expire
+    # Finishing or releasing it again changes nothing: a done slot stays counted.
+    assert not led.release(c.slot_id, other, lost=True)
+    assert _slot(led, c.slot_id)["state"] == DONE
+    assert led.finish(c.slot_id, w, "complete", 0.5, 1.0, 0)  # a retried finish of our own commit is success
+    assert not led.finish(c.slot_id, other, "complete", 0.1, 1.0, 0)
+
+
+def test_diverged_slot_is_counted_not_released(engine: Engine) -> None:
+    led, w = _ledger(engine, ROWS[:1])
+    c = led.claim(w, 60)
+    assert c is not None
+    assert led.finish(c.slot_id, w, "diverged", math.inf, 0.3, 0)
+    s = _slot(led, c.slot_id)
+    # Counted as done with its outcome; +inf is stored as NULL (MySQL has no inf), the outcome says why.
+    assert (s["state"], s["outcome"], s["value"], s["lost"]) == (DONE, "diverged", None, 0)
+    assert led.claim(w, 60) is None
+    assert led.workers()[0]["trials_done"] == 1
+
+
+def test_release_frees_the_slot_and_counts_the_loss(engine: Engine) -> None:
+    led, w = _ledger(engine, ROWS[:1])
+    c = led.claim(w, 60)
+    assert c is not None
+    assert led.release(c.slot_id, w, lost=True)
+    s = _slot(led, c.slot_id)
+    assert (s["state"], s["worker_id"], s["lost"]) == (FREE, None, 1)
+    again = led.claim(w, 60)
+    assert again is not None and again.slot_id == c.slot_id and again.attempts == 2
+
+
+# ---------------------------------------------------------------- leases
+
+
+def test_heartbeat_extends_the_lease(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(ledger_mod.time, "time", lambda: now[0])
+    led, w = _ledger(engine, ROWS[:1])
+    c = led.claim(w, 10)
+    assert c is not None
+    assert _slot(led, c.slot_id)["lease_expires"] == 1010.0
+    now[0] = 1008.0
+    assert led.heartbeat(w, c.slot_id, 10)
+    assert _slot(led, c.slot_id)["lease_expires"] == 1018.0
+    assert led.workers()[0]["heartbeat_at"] == 1008.0
+    # Past the first lease but within the renewed one: a healthy worker's long trial is not taken away.
+    now[0] = 1015.0
+    other = led.register_worker("host", 2, "cpu")
+    assert led.take_expired(other, 10) == []
+    assert _slot(led, c.slot_id)["worker_id"] == w
+
+
+def test_expired_lease_is_taken_and_the_old_heartbeat_says_so(engine: Engine, monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(ledger_mod.time, "time", lambda: now[0])
+    led, w = _ledger(engine, ROWS[:1])
+    c = led.claim(w, 10)
+    assert c is not None
+    now[0] = 1011.0
+    other = led.register_worker("host", 2, "cpu")
+    (taken,) = led.take_expired(other, 10)
+    assert taken.slot_id == c.slot_id
+    s = _slot(led, c.slot_id)
+    assert (s["state"], s["worker_id"], s["lease_expires"]) == (CLAIMED, other, 1021.0)
+    assert led.take_expired(w, 10) == []  # the new lease is live
+    assert not led.heartbeat(w, c.slot_id, 10)  # the stalled worker learns its slot is gone
+    assert _slot(led, c.slot_id)["lease_expires"] == 1021.0  # and does not extend the new owner's lease
+    assert not led.finish(c.slot_id, w, "complete", 0.1, 1.0, 0)
+    assert led.finish(c.slot_id, other, "complete", 0.2, 1.0, 1)
+
+
+def test_slot_rows_hold_the_key_columns(engine: Engine) -> None:
+    led, _ = _ledger(engine, [("eval", ARM_A, 2, 5, {"seed": 3, "params": {"lr": 0.1}})])
+    (s,) = led.slots()
+    assert (s["role"], s["arm"], s["study"], s["idx"], s["state"]) == ("eval", ARM_A, 2, 5, FREE)
+    assert s["payload"] == '{"params":{"lr":0.1},"seed":3}'
+    c = led.claim(led.register_worker("h", 1, "cpu"), 60, roles=("tune",))
+    assert c is None  # roles filter: no tuning slots here
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(SLOTS)).scalar() == 1
+
+
+# ---------------------------------------------------------------- own claims and known-dead workers' claims
+
+
+def test_held_by_lists_exactly_this_workers_live_claims_with_their_fields(engine: Engine) -> None:
+    """A claim's every field comes back (the worker releases it by these on an interrupt); other workers'
+    claims, done slots, free slots and other experiments' claims do not."""
+    rows: list[SlotRow] = [("tune", ARM_A, 0, 0, None), ("eval", ARM_B, 1, 3, {"seed": 7, "params": {"lr": 0.1}})]
+    led, w = _ledger(engine, rows)
+    other = led.register_worker("host", 2, "cpu")
+    first = led.claim(w, 60)
+    assert first is not None and led.held_by(other) == []
+    second = led.claim(w, 60, roles=("eval",))
+    assert second is not None
+    held = sorted(led.held_by(w), key=lambda c: c.slot_id)
+    assert held == sorted([first, second], key=lambda c: c.slot_id)
+    ev = next(c for c in held if c.role == "eval")
+    assert (ev.arm, ev.study, ev.idx, ev.attempts, ev.payload) == (ARM_B, 1, 3, 1, {"seed": 7, "params": {"lr": 0.1}})
+    tune = next(c for c in held if c.role == "tune")
+    assert (tune.arm, tune.study, tune.idx, tune.payload) == (ARM_A, 0, 0, None)
+    # Done or released slots are no longer held.
+    assert led.finish(tune.slot_id, w, "complete", 0.5, 1.0, 0)
+    assert [c.slot_id for c in led.held_by(w)] == [ev.slot_id]
+    assert led.release(ev.slot_id, w, lost=False)
+    assert led.held_by(w) == []
+    # Another experiment's claim by a worker with the same id is not this experiment's.
+    exp2, _ = Ledger.ensure_experiment(engine, "led2", {**SPEC, "name": "led2"}, "g" * 64, "0.test",
+                                       [("tune", ARM_A, 0, 0, None)])
+    led2 = Ledger(engine, exp2)
+    assert led2.claim(w, 60) is not None
+    assert led.held_by(w) == [] and len(led2.held_by(w)) == 1
+
+
+def test_expire_claims_ends_only_the_named_live_leases_and_counts_them(engine: Engine) -> None:
+    led, w = _ledger(engine)
+    other = led.register_worker("host", 2, "cpu")
+    a, b = led.claim(w, 600), led.claim(w, 600)
+    assert a is not None and b is not None
+    c = led.claim(other, 600)
+    assert c is not None
+    assert led.take_expired(other, 60) == []  # every lease is live
+    assert led.expire_claims([a.slot_id, b.slot_id]) == 2
+    assert _slot(led, c.slot_id)["lease_expires"] > 0  # a claim not named keeps its lease
+    stolen = sorted(x.slot_id for x in led.take_expired(other, 60))
+    assert stolen == sorted([a.slot_id, b.slot_id])  # reclaimable at once, without waiting 600 s
+    assert all(_slot(led, s)["worker_id"] == other for s in stolen)
+    # A done slot has no lease to end; ids that hold nothing count zero.
+    assert led.finish(c.slot_id, other, "complete", 0.1, 1.0, 0)
+    assert led.expire_claims([c.slot_id]) == 0 and led.expire_claims([]) == 0
+    assert _slot(led, c.slot_id)["state"] == DONE
+
+
+def test_take_expired_moves_the_lease_to_the_thief_and_keeps_the_claims_fields(engine: Engine) -> None:
+    rows: list[SlotRow] = [("baseline", ARM_B, 0, 4, {"seed": 4})]
+    led, w = _ledger(engine, rows)
+    thief = led.register_worker("host", 3, "cpu")
+    claim = led.claim(w, 600)
+    assert claim is not None
+    led.expire_claims([claim.slot_id])
+    (taken,) = led.take_expired(thief, 120)
+    assert (taken.slot_id, taken.role, taken.arm, taken.study, taken.idx, taken.payload) == \
+        (claim.slot_id, "baseline", ARM_B, 0, 4, {"seed": 4})
+    slot = _slot(led, claim.slot_id)
+    assert slot["state"] == CLAIMED and slot["worker_id"] == thief
+    assert float(slot["lease_expires"]) > 100  # now + 120 s, not the expired value
+    assert led.held_by(thief) == [taken] and led.held_by(w) == []

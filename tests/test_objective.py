@@ -1,0 +1,123 @@
+"""Tests for bench.tuning.objective: the pruner's verdict is honoured, divergence is an outcome, values are recorded."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from bench.spec import Spec, load_spec
+from bench.tuning import objective
+from bench.tuning.objective import run_fixed, run_tuning_trial
+from bench.tuning.search_space import distributions
+from bench.tuning.studies import make_pruner
+from tests.conftest import tiny_spec
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _spec(tmp_path: Path, **over: Any) -> Spec:
+    budget = {"trials": 2, "epochs": 3, "batch_size": 32, **over.pop("budget", {})}
+    return load_spec(tiny_spec(tmp_path, budget=budget, **over))
+
+
+class _PruneAt(optuna.pruners.BasePruner):
+    """Prunes a trial once it has reported `step` (a deterministic pruner)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return trial.last_step is not None and trial.last_step >= self.step
+
+
+def test_pruner_verdict_stops_training(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    study = optuna.create_study(pruner=_PruneAt(1))
+    trial = study.ask()
+    out = run_tuning_trial(spec, spec.arms[0], trial, device="cpu", seed=0)
+    assert out.outcome == "pruned" and math.isnan(out.value) and out.attrs["pruned"] is True
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert sorted(frozen.intermediate_values) == [0, 1]  # reported epochs 0 and 1, then stopped: no epoch 2
+
+
+def test_no_pruning_runs_every_epoch(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    trial = study.ask()
+    out = run_tuning_trial(spec, spec.arms[0], trial, device="cpu", seed=0)
+    assert out.outcome == "complete" and out.attrs["epochs_run"] == 3
+    assert out.value == min(out.attrs["val_losses"])
+    assert sorted(study._storage.get_trial(trial._trial_id).intermediate_values) == [0, 1, 2]
+
+
+def test_the_spec_median_pruner_prunes_a_worse_trial(tmp_path: Path) -> None:
+    """The pruner the spec configures, on a study whose earlier trial was far better at every epoch."""
+    spec = _spec(tmp_path, pruner={"kind": "median", "n_startup_trials": 1, "n_warmup_steps": 0})
+    study = optuna.create_study(pruner=make_pruner(spec))
+    dists = distributions(spec.search_space)
+    study.add_trial(optuna.trial.create_trial(
+        params={"lr": 0.01, "init": "default", "dropout": 0.1}, distributions=dists, value=1e-6,
+        intermediate_values={0: 1e-6, 1: 1e-6, 2: 1e-6}))
+    trial = study.ask()
+    out = run_tuning_trial(spec, spec.arms[0], trial, device="cpu", seed=0)
+    assert out.outcome == "pruned"
+    assert sorted(study._storage.get_trial(trial._trial_id).intermediate_values) == [0]
+
+
+def test_diverged_trial_is_an_outcome_scored_inf(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, task={"name": "tests.nan_task:make_task"})
+    study = optuna.create_study()
+    out = run_tuning_trial(spec, spec.arms[0], study.ask(), device="cpu", seed=0)
+    assert out.outcome == "diverged" and out.value == math.inf and out.attrs["diverged"] is True
+    fixed = run_fixed(spec, spec.arms[0], {"lr": 0.01}, 3, device="cpu")
+    assert fixed.outcome == "diverged" and fixed.value == math.inf
+    assert fixed.attrs["test_loss"] is None and fixed.attrs["seed"] == 3
+
+
+def test_fixed_run_records_seed_and_test_loss(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    out = run_fixed(spec, spec.arms[1], {"lr": 0.01, "init": "orthogonal", "dropout": 0.0}, 7, device="cpu")
+    assert out.outcome == "complete" and out.attrs["seed"] == 7
+    assert math.isfinite(out.attrs["test_loss"]) and out.value == min(out.attrs["val_losses"])
+    again = run_fixed(spec, spec.arms[1], {"lr": 0.01, "init": "orthogonal", "dropout": 0.0}, 7, device="cpu")
+    assert again.value == out.value  # same seed on CPU: the same run
+
+
+def test_provenance_names_the_spec_and_machine(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    prov = objective.provenance(spec, "cpu")
+    assert prov["spec_hash"] == spec.hash and prov["device"] == "cpu" and prov["torch_threads"] == 1
+    assert {"bench_version", "host", "torch_version", "python"} <= set(prov)
+
+
+def test_pruned_state_reaches_optuna_through_the_worker(tmp_path: Path, sqlite_url: str) -> None:
+    """End to end on one worker: a spec pruner that prunes is honoured, and the slot counts the pruned trial."""
+    from bench.service.run import attach, init_experiment
+    from bench.service.worker import WorkerLoop, WorkerOptions
+    from bench.store.ledger import Ledger
+    from bench.store.storage import make_engine, optuna_storage
+    from bench.tuning.studies import spec_study_name
+
+    spec = _spec(tmp_path, depths=[1], budget={"trials": 3},
+                 pruner={"kind": "median", "n_startup_trials": 1, "n_warmup_steps": 0})
+    init_experiment(spec, sqlite_url)
+    storage = optuna_storage(sqlite_url)
+    study = optuna.load_study(study_name=spec_study_name(spec, spec.arms[0]), storage=storage)
+    # A finished trial far better at every epoch than anything the tiny model reaches: every later trial is pruned.
+    study.add_trial(optuna.trial.create_trial(
+        params={"lr": 0.01, "init": "default", "dropout": 0.1}, distributions=distributions(spec.search_space),
+        value=1e-6, intermediate_values={0: 1e-6, 1: 1e-6, 2: 1e-6}))
+    loop = WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url), WorkerOptions(lease_seconds=30, poll_seconds=0.1))
+    assert loop.run().finished == {"pruned": 3}
+    pruned = [t for t in study.get_trials() if t.state == TrialState.PRUNED]
+    assert len(pruned) == 3 and all(sorted(t.intermediate_values) == [0] for t in pruned)
+    engine = make_engine(sqlite_url)
+    led = Ledger(engine, Ledger.find_experiment(engine, spec.name)[0])  # type: ignore[index]
+    assert [s["outcome"] for s in led.slots("tune")] == ["pruned"] * 3
+    engine.dispose()
+    storage.dispose()

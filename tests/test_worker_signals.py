@@ -1,0 +1,45 @@
+"""Signals held while a finished run is recorded: delivered afterwards, never in between."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from bench.service.worker import HeldSignals
+
+
+def test_interrupt_while_recording_is_delivered_after() -> None:
+    before = signal.getsignal(signal.SIGINT)
+    hold = HeldSignals()
+    hold.start()
+    os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler before the next statement
+    recorded = True  # still running: the interrupt is held
+    with pytest.raises(KeyboardInterrupt):
+        hold.stop()
+    assert recorded and signal.getsignal(signal.SIGINT) is before  # the handler it found is back
+
+
+def test_second_interrupt_breaks_through() -> None:
+    before = signal.getsignal(signal.SIGINT)
+    hold = HeldSignals()
+    hold.start()
+    os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+    hold.stop()  # nothing more to deliver: the interrupt already took effect
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_cli_in_process_leaves_the_callers_handlers(tmp_path: Path) -> None:
+    """`bench run`/`worker` install stop handlers for their own lifetime only (bench.cli.main called from a
+    notebook, a test or the API must hand the caller's handlers back)."""
+    from bench.cli import main
+    from tests.conftest import tiny_spec
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    code = main(["worker", str(tiny_spec(tmp_path)), "--storage", f"sqlite:///{tmp_path / 'none.db'}"])
+    assert code == 2  # not initialised: refused after the handlers were installed
+    assert {s: signal.getsignal(s) for s in before} == before
