@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import json
 import logging
@@ -478,28 +479,75 @@ def _signal_name(stop: BaseException) -> str:
     return str(stop.args[0]) if stop.args and isinstance(stop.args[0], str) else "Ctrl-C"
 
 
-def _install_stop_signals() -> dict[int, Any]:
+class StopSignal(KeyboardInterrupt):
+    """Raised by bench's stop-signal handler in `run` and `worker`; args[0] is the signal's name."""
+
+
+class StopSignals:
     """SIGTERM, SIGINT and SIGHUP stop `run` and `worker` like Ctrl-C, however they were started: a process started
     in the background by a script inherits SIGINT ignored, and docker stop, systemd and SLURM send SIGTERM. A second
     signal while the first is being handled is reported, not obeyed: it would cut the release of the running trial
-    short (kill -9 still works, and the trial is then rerun after its lease)."""
-    stopping = False
+    short (kill -9 still works, and the trial is then rerun after its lease).
 
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
+    A signal can land while the garbage collector runs a finalizer or weakref callback (SQLAlchemy's class registry
+    has some); Python prints an exception raised there as "Exception ignored in ..." with a traceback and drops it,
+    so the stop would be lost. The unraisable hook catches exactly that case and delivers the signal again, from a
+    helper thread, so that it lands in ordinary code."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._old: dict[int, Any] = {}
+        self._old_hook: Callable[[Any], Any] | None = None
+
+    def install(self) -> StopSignals:
+        for sig in self.SIGNALS:
+            if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                continue  # nohup: the user asked to survive the terminal closing
+            self._old[sig] = signal.signal(sig, self._stop)
+        self._old_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
+        return self
+
+    def restore(self) -> None:
+        """Put the caller's handlers back: bench called in-process (tests, the API) leaves them as they were."""
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        self._old = {}
+        if self._old_hook is not None:
+            sys.unraisablehook, self._old_hook = self._old_hook, None
+
+    def _stop(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
-        if stopping:
+        if _inside(frame, StopSignals._unraisable.__code__):
+            self._redeliver(signum)  # still inside the hook that handles a dropped stop: raising here drops it too
+            return
+        if self.stopping:
             print(f"bench: {name} again: already stopping (releasing claims); kill -9 forces", file=sys.stderr)
             return
-        stopping = True
-        raise KeyboardInterrupt(name)
+        self.stopping = True
+        raise StopSignal(name)
 
-    old: dict[int, Any] = {}
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
-            continue  # nohup: the user asked to survive the terminal closing
-        old[sig] = signal.signal(sig, stop)
-    return old  # main() puts them back: bench called in-process (tests, the API) leaves the caller's handlers
+    def _unraisable(self, unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, StopSignal):
+            self.stopping = False
+            self._redeliver(signal.Signals[unraisable.exc_value.args[0]])
+        elif self._old_hook is not None:
+            self._old_hook(unraisable)
+
+    @staticmethod
+    def _redeliver(signum: int) -> None:
+        # A bare thread: threading.Thread.start() waits for the thread to run, and the signal would land in that wait.
+        _thread.start_new_thread(os.kill, (os.getpid(), signum))
+
+
+def _inside(frame: Any, code: Any) -> bool:
+    """Whether `code` runs in `frame` or any of its callers."""
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _no_interrupt_tracebacks(record: logging.LogRecord) -> bool:
@@ -521,16 +569,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    previous: dict[int, Any] = {}
+    stops = StopSignals()
     if args.command in ("run", "worker"):
-        previous = _install_stop_signals()
+        stops.install()
         for handler in logging.getLogger().handlers:
             handler.addFilter(_no_interrupt_tracebacks)
     try:
         return _dispatch(args)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stops.restore()
         for handler in logging.getLogger().handlers:
             handler.removeFilter(_no_interrupt_tracebacks)
 

@@ -128,6 +128,37 @@ def test_background_run_stops_promptly_on_signal(tmp_path: Path, sqlite_url: str
     assert_nothing_claimed(sqlite_url)
 
 
+# A stop signal that lands in a weakref callback (as one did in SQLAlchemy's class registry during a GC pass): Python
+# prints the exception raised there and drops it. Without the unraisable hook the loop below never ends.
+LANDS_IN_A_CALLBACK = """
+import os, signal, time, weakref
+from bench.cli import StopSignals
+StopSignals().install()
+class Thing:
+    pass
+def callback(_ref):
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(100000):  # the handler runs in here, inside the callback, and ends it
+        pass
+    print("the callback was not interrupted", flush=True)
+thing = Thing()
+ref = weakref.ref(thing, callback)
+try:
+    del thing
+    while True:  # ordinary code: the stop must still arrive
+        time.sleep(0.01)
+except KeyboardInterrupt as stop:
+    print("stopped by", stop.args[0])
+"""
+
+
+def test_stop_signal_landing_in_a_gc_callback_is_not_lost() -> None:
+    proc = subprocess.run([sys.executable, "-c", LANDS_IN_A_CALLBACK], capture_output=True, text=True,
+                          timeout=DEADLINE, cwd=Path(__file__).parent.parent)
+    assert proc.stdout.splitlines() == ["stopped by SIGTERM"], (proc.stdout, proc.stderr)
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
 @PROCESSES
 def test_kill_9_of_run_stops_its_workers(tmp_path: Path, sqlite_url: str) -> None:
     """A `kill -9` of `bench run` cannot be handled by it: its workers notice and stop, releasing their trials."""
