@@ -59,3 +59,9 @@ def device_echo(params: dict[str, Any], arm: dict[str, Any], seed: int, report: 
     """Records the device bench hands over (report.device) among its extras."""
     report(0, 0.5)
     return Result(value=0.5, test=0.5 if report.wants_test else None, extras={"device_seen": report.device})
+
+
+def stops_as_pruned(params: dict[str, Any], arm: dict[str, Any], seed: int, report: Any) -> float:
+    """Raises Pruned although nothing asked it to (a fixed-config run has no pruner)."""
+    report(0, 0.5)
+    raise Pruned

@@ -121,3 +121,81 @@ def test_pruned_state_reaches_optuna_through_the_worker(tmp_path: Path, sqlite_u
     assert [s["outcome"] for s in led.slots("tune")] == ["pruned"] * 3
     engine.dispose()
     storage.dispose()
+
+
+# ---------------------------------------------------------------- what each outcome records, value by value
+# With a user trainer whose scores are known in advance (tests.bad_trainers): `good` reports lr + 1/k + 0.2, + 0.1,
+# + 0.0 over its three steps and returns lr + 1/k, with test score + 0.01, 10 * k parameters and one extra.
+
+
+def _user_spec(fit: str) -> Spec:
+    from bench.spec import parse_spec
+    from tests.test_trainer import user_spec
+
+    return parse_spec(user_spec(f"tests.bad_trainers:{fit}"))
+
+
+def _timed(run: Any) -> tuple[objective.Outcome, float]:
+    """The outcome and the wall time around the call (an upper bound for the seconds it records)."""
+    import time
+
+    start = time.perf_counter()
+    out = run()
+    return out, time.perf_counter() - start
+
+
+def _fixed_trial(params: dict[str, Any], pruner: optuna.pruners.BasePruner | None = None) -> optuna.Trial:
+    study = optuna.create_study(pruner=pruner or optuna.pruners.NopPruner())
+    study.enqueue_trial(params)
+    return study.ask({"lr": optuna.distributions.FloatDistribution(0.01, 0.5, log=True)})
+
+
+def test_a_complete_tuning_trial_records_exactly_its_measurements() -> None:
+    spec = _user_spec("good")
+    out, wall = _timed(lambda: run_tuning_trial(spec, spec.arms[1], _fixed_trial({"lr": 0.25}), device="cpu",
+                                                seed=0))
+    assert out.outcome == "complete" and out.value == 0.5  # 0.25 + 1/4
+    assert 0 <= out.seconds <= wall
+    assert out.attrs == {"seconds": round(out.seconds, 4), "n_params": 40, "note": "k=4", "epochs_run": 3,
+                         "diverged": False, "val_losses": [0.7, 0.6, 0.5]}
+
+
+def test_a_pruned_tuning_trial_records_its_time_and_the_prune_only() -> None:
+    spec = _user_spec("good")
+    trial = _fixed_trial({"lr": 0.25}, _PruneAt(1))
+    out, wall = _timed(lambda: run_tuning_trial(spec, spec.arms[0], trial, device="cpu", seed=0))
+    assert out.outcome == "pruned" and math.isnan(out.value) and 0 <= out.seconds <= wall
+    assert out.attrs == {"seconds": round(out.seconds, 4), "pruned": True}
+    assert trial.study._storage.get_trial(trial._trial_id).intermediate_values == {0: 1.45, 1: 1.35}
+
+
+def test_a_trainer_that_swallows_the_prune_is_pruned_all_the_same() -> None:
+    """`swallows` catches Pruned at every step and returns 1.0: the reporter saw the verdict, so it is pruned."""
+    spec = _user_spec("swallows")
+    out = run_tuning_trial(spec, spec.arms[0], _fixed_trial({"lr": 0.25}, _PruneAt(0)), device="cpu", seed=0)
+    assert out.outcome == "pruned" and out.attrs == {"seconds": round(out.seconds, 4), "pruned": True}
+    # Without a pruner the same trainer completes with its own value.
+    out = run_tuning_trial(spec, spec.arms[0], _fixed_trial({"lr": 0.25}), device="cpu", seed=0)
+    assert (out.outcome, out.value, out.attrs["val_losses"]) == ("complete", 1.0, [0.25, 1.25, 2.25])
+
+
+def test_a_diverged_tuning_trial_records_why_and_scores_the_worst_of_its_direction() -> None:
+    spec = _user_spec("nan")
+    out, wall = _timed(lambda: run_tuning_trial(spec, spec.arms[0], _fixed_trial({"lr": 0.25}), device="cpu",
+                                                seed=0))
+    assert out.outcome == "diverged" and out.value == math.inf and 0 <= out.seconds <= wall
+    assert out.attrs == {"seconds": round(out.seconds, 4), "n_params": None, "epochs_run": 0, "diverged": True,
+                         "val_losses": [], "diverged_reason": "trainer returned a non-finite or non-numeric score nan"}
+
+
+def test_fixed_runs_record_seed_and_test_score_and_an_unasked_prune_is_a_divergence() -> None:
+    spec = _user_spec("good")
+    out, wall = _timed(lambda: run_fixed(spec, spec.arms[0], {"lr": 0.25}, 7, device="cpu"))
+    assert out.outcome == "complete" and out.value == 1.25 and 0 <= out.seconds <= wall
+    assert out.attrs == {"seconds": round(out.seconds, 4), "n_params": 10, "note": "k=1", "epochs_run": 3,
+                         "diverged": False, "val_losses": [1.45, 1.35, 1.25], "seed": 7, "test_loss": 1.26}
+    spec = _user_spec("stops_as_pruned")
+    out, wall = _timed(lambda: run_fixed(spec, spec.arms[0], {"lr": 0.25}, 3, device="cpu"))
+    assert out.outcome == "diverged" and out.value == math.inf and 0 <= out.seconds <= wall
+    assert out.attrs == {"seconds": round(out.seconds, 4), "n_params": None, "epochs_run": 1, "diverged": True,
+                         "val_losses": [0.5], "seed": 3, "test_loss": None, "diverged_reason": objective.PRUNED_FIXED}

@@ -36,20 +36,18 @@ def provenance(spec: Spec, device: str) -> dict[str, Any]:
 
 
 def _fit(spec: Spec, arm: Arm, params: dict[str, Any], seed: int, device: str, reporter: Reporter
-         ) -> tuple[Outcome | None, Checked, float]:
-    """Call the spec's trainer (the one path for every trainer); a pruned run comes back as its Outcome."""
+         ) -> tuple[Checked | None, float]:
+    """Call the spec's trainer (the one path for every trainer): its checked result and the seconds it took; None
+    for a pruned run (it raised Pruned, or swallowed the pruner's verdict: the reporter saw it)."""
     trainer = make_trainer(spec, device)
     reporter.device = device
     start = time.perf_counter()
     try:
         out = trainer({**dict(spec.fixed), **params}, dict(arm.values), seed, reporter)
     except Pruned:
-        out = None
+        return None, time.perf_counter() - start
     seconds = time.perf_counter() - start
-    if out is None or reporter.pruned:  # a trainer that swallowed the signal is still pruned
-        return Outcome("pruned", math.nan, seconds, {"seconds": round(seconds, 4), "pruned": True}), \
-            check_result(math.nan, False), seconds
-    return None, check_result(out, reporter.wants_test), seconds
+    return (None if reporter.pruned else check_result(out, reporter.wants_test)), seconds
 
 
 def _outcome(spec: Spec, checked: Checked, seconds: float, reporter: Reporter, extra: dict[str, Any]) -> Outcome:
@@ -76,14 +74,19 @@ def run_tuning_trial(spec: Spec, arm: Arm, trial: optuna.Trial, *, device: str, 
             raise Pruned
 
     reporter = Reporter(on_step)
-    pruned, checked, seconds = _fit(spec, arm, sampled, seed, device, reporter)
-    return pruned or _outcome(spec, checked, seconds, reporter, {})
+    checked, seconds = _fit(spec, arm, sampled, seed, device, reporter)
+    if checked is None:
+        return Outcome("pruned", math.nan, seconds, {"seconds": round(seconds, 4), "pruned": True})
+    return _outcome(spec, checked, seconds, reporter, {})
+
+
+PRUNED_FIXED = "trainer raised Pruned in a fixed-config run, which nothing prunes"
 
 
 def run_fixed(spec: Spec, arm: Arm, params: dict[str, Any], seed: int, *, device: str) -> Outcome:
     """Train one fixed config from scratch with one seed, scoring validation and the held-out test split."""
     reporter = Reporter(wants_test=True)
-    pruned, checked, seconds = _fit(spec, arm, params, seed, device, reporter)
-    if pruned is not None:  # nothing prunes a fixed run; a trainer raising Pruned unasked has diverged
-        checked = check_result(math.nan, True)
+    checked, seconds = _fit(spec, arm, params, seed, device, reporter)
+    if checked is None:  # nothing prunes a fixed run: a trainer that stops as pruned unasked did not finish it
+        checked = Checked(math.inf, None, None, {}, PRUNED_FIXED)
     return _outcome(spec, checked, seconds, reporter, {"seed": seed, "test_loss": checked.test})
