@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -538,7 +539,9 @@ class StopSignals:
     @staticmethod
     def _redeliver(signum: int) -> None:
         # A bare thread: threading.Thread.start() waits for the thread to run, and the signal would land in that wait.
-        _thread.start_new_thread(os.kill, (os.getpid(), signum))
+        # Sent to the main thread itself, so that a blocking call there is interrupted (a signal to the process may
+        # be delivered to any thread, and Python then runs the handler only when the main thread next wakes).
+        _thread.start_new_thread(signal.pthread_kill, (threading.main_thread().ident or 0, signum))
 
 
 def _inside(frame: Any, code: Any) -> bool:

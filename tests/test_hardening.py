@@ -131,13 +131,13 @@ def test_background_run_stops_promptly_on_signal(tmp_path: Path, sqlite_url: str
 # A stop signal that lands in a weakref callback (as one did in SQLAlchemy's class registry during a GC pass): Python
 # prints the exception raised there and drops it. Without the unraisable hook the loop below never ends.
 LANDS_IN_A_CALLBACK = """
-import os, signal, time, weakref
+import signal, time, weakref
 from bench.cli import StopSignals
 StopSignals().install()
 class Thing:
     pass
 def callback(_ref):
-    os.kill(os.getpid(), signal.SIGTERM)
+    signal.raise_signal(signal.SIGTERM)
     for _ in range(100000):  # the handler runs in here, inside the callback, and ends it
         pass
     print("the callback was not interrupted", flush=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 
@@ -15,7 +14,7 @@ def test_interrupt_while_recording_is_delivered_after() -> None:
     before = signal.getsignal(signal.SIGINT)
     hold = HeldSignals()
     hold.start()
-    os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler before the next statement
+    signal.raise_signal(signal.SIGINT)  # to this thread: Python runs the handler before the next statement
     recorded = True  # still running: the interrupt is held
     with pytest.raises(KeyboardInterrupt):
         hold.stop()
@@ -26,9 +25,9 @@ def test_second_interrupt_breaks_through() -> None:
     before = signal.getsignal(signal.SIGINT)
     hold = HeldSignals()
     hold.start()
-    os.kill(os.getpid(), signal.SIGINT)
+    signal.raise_signal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
     hold.stop()  # nothing more to deliver: the interrupt already took effect
     assert signal.getsignal(signal.SIGINT) is before
 

@@ -193,7 +193,9 @@ class WorkerLoop:
             if self._watch_parent is not None and os.getppid() != self._watch_parent:
                 log.warning("worker %d: its `bench run` (pid %d) is gone: stopping", self.worker_id,
                             self._watch_parent)
-                os.kill(os.getpid(), signal.SIGTERM)  # the main thread stops as on SIGTERM and releases its trial
+                # To the main thread itself (a signal to the process may reach this thread and leave a blocking call
+                # in the main thread waiting): it stops as on SIGTERM and releases its trial.
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
                 return
             if time.monotonic() < next_beat:
                 continue
