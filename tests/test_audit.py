@@ -20,6 +20,7 @@ import pytest
 from optuna.trial import TrialState
 
 from bench.cli import main
+from bench.report.audit import MAX_LISTED, StudyTrials, _same, _short, audit
 from bench.report.build import build
 from bench.report.collect import collect
 from bench.report.provenance import git_commit
@@ -28,6 +29,7 @@ from bench.service.run import attach, init_experiment
 from bench.service.worker import WorkerLoop, WorkerOptions
 from bench.spec import Spec, load_spec
 from bench.store.ledger import Ledger, has_schema
+from bench.store.record import chain_step, genesis, record_digest, result_json
 from bench.store.storage import make_engine, optuna_storage
 from bench.tuning.studies import METRIC_NAMES, all_studies, spec_study_name
 from tests.conftest import tiny_spec
@@ -314,3 +316,199 @@ def test_record_chain_with_concurrent_workers_on_every_database(any_url: str, tm
         attach(spec, any_url)
         assert Ledger(engine, exp[0]).recorded
     engine.dispose()
+
+
+# ---------------------------------------------------------------- audit() on hand-made records, output compared whole
+# A ledger of slots and the studies' trial records, built here so that each check can be made to fail alone and
+# its message written out in advance.
+
+
+DISTS = {"lr": {"name": "FloatDistribution", "attributes": {"low": 0.01, "high": 0.5, "log": True}}}
+
+
+def trial_rec(number: int, state: str = "COMPLETE", value: float | None = 0.5, **attrs: Any) -> dict[str, Any]:
+    return {"number": number, "state": state, "value": value, "params": {"lr": 0.1}, "distributions": DISTS,
+            "intermediate": {"0": value}, "spec_hash": "h1", "attrs": attrs}
+
+
+def slot(sid: int, role: str, arm: str, study: int, idx: int, number: int | None, state: str = "done",
+         outcome: str = "complete", value: float | None = 0.5, result: dict[str, Any] | None = None
+         ) -> dict[str, Any]:
+    return {"id": sid, "role": role, "arm": arm, "study": study, "idx": idx, "trial_number": number,
+            "state": state, "outcome": outcome if state == "done" else None, "value": value,
+            "result": result_json(result) if result is not None else None, "seq": None, "digest": None,
+            "chain": None}
+
+
+def chained(slots: list[dict[str, Any]]) -> str:
+    """Give the done slots with a result their chain, in list order, as a finishing worker does; the head."""
+    previous = genesis("exp", "h1")
+    for seq, s in enumerate((s for s in slots if s["result"]), start=1):
+        s["seq"] = seq
+        s["digest"] = record_digest(s["role"], s["arm"], s["study"], s["idx"], s["outcome"], s["result"])
+        s["chain"] = previous = chain_step(previous, s["digest"])
+    return previous
+
+
+def ledger_and_storage() -> tuple[list[dict[str, Any]], dict[tuple[str, str, int], StudyTrials]]:
+    """Arm A's tuning study 0 (trials 0 and 1 counted, trial 2 running under a claim), its test study (trial 0
+    counted; trial 1 a finished fixed run whose slot, 5, is still claimed), and a claimed slot whose pruned trial
+    is finished but not yet marked done."""
+    tune = StudyTrials("exp.tune.A.0", {0: trial_rec(0), 1: trial_rec(1, value=0.25), 2: trial_rec(2, "RUNNING"),
+                                        3: trial_rec(3, "PRUNED", None)})
+    test = StudyTrials("exp.test.A", {0: trial_rec(0, seed=1), 1: trial_rec(1, seed=2, bench_slot=5)})
+    slots = [slot(1, "tune", "A", 0, 0, 0, result=tune.records[0]),
+             slot(2, "tune", "A", 0, 1, 1, value=0.25, result=tune.records[1]),
+             slot(3, "tune", "A", 0, 2, 2, state="claimed"), slot(6, "tune", "A", 0, 3, 3, state="claimed"),
+             slot(4, "test", "A", 1, 0, 0, result=test.records[0]),  # a test slot's study number is its best
+             slot(5, "test", "A", 2, 1, None, state="claimed")]  # config's; the test study is one per arm
+    return slots, {("tune", "A", 0): tune, ("test", "A", 0): test}
+
+
+INTACT_TEXT = ("the record is intact: every counted trial matches the result its ledger slot stored, the digest "
+               "chain verifies and no trial is unaccounted for")
+BROKEN_TEXT = ("the record does not match the storage: trials were edited, added or removed after they were "
+               "recorded (see the problems listed)")
+
+
+def test_audit_of_an_intact_record() -> None:
+    slots, studies = ledger_and_storage()
+    head = chained(slots)
+    assert audit(slots, studies, "exp", "h1", recorded=True) == {
+        "status": "intact", "text": INTACT_TEXT, "head": head, "recorded_slots": 3, "unrecorded_slots": 0,
+        "n_mismatches": 0, "mismatches": [], "n_unaccounted": 0, "unaccounted": [], "chain_problems": []}
+    # The chain is bound to the experiment and the spec: another name or hash breaks its first link.
+    assert audit(slots, studies, "other", "h1", recorded=True)["status"] == "broken"
+    assert audit(slots, studies, "exp", None, recorded=True)["chain_problems"] == [
+        "slot tune/0/0 (seq 1): chain link does not follow from the previous slot"]
+
+
+def test_audit_names_each_changed_field() -> None:
+    slots, studies = ledger_and_storage()
+    chained(slots)
+    tune = studies["tune", "A", 0].records
+    tune[1]["value"] = 0.25 * (1 + 1e-13)  # a double's last bits: the same stored value
+    assert audit(slots, studies, "exp", "h1", recorded=True)["status"] == "intact"
+    tune[1]["value"] = 0.2500001
+    tune[0]["params"] = {"lr": 0.1, "extra": True}
+    studies["test", "A", 0].records[0]["attrs"] = {"seed": True}  # a bool is not the number 1
+    out = audit(slots, studies, "exp", "h1", recorded=True)
+    assert out["status"] == "broken" and out["text"] == BROKEN_TEXT and out["n_mismatches"] == 3
+    assert out["mismatches"] == [
+        {"study": "exp.tune.A.0", "trial": 0, "slot": 1, "field": "params",
+         "detail": 'params differs from the ledger\'s record: ledger {"lr": 0.1}, storage {"extra": true, "lr": 0.1}'},
+        {"study": "exp.tune.A.0", "trial": 1, "slot": 2, "field": "value",
+         "detail": "value differs from the ledger's record: ledger 0.25, storage 0.2500001"},
+        {"study": "exp.test.A", "trial": 0, "slot": 4, "field": "attrs",
+         "detail": 'attrs differs from the ledger\'s record: ledger {"seed": 1}, storage {"seed": true}'}]
+    assert out["chain_problems"] == [] and out["unaccounted"] == []
+
+
+def test_audit_of_missing_studies_and_trials() -> None:
+    slots, studies = ledger_and_storage()
+    chained(slots)
+    del studies["tune", "A", 0].records[1]
+    studies["test", "A", 0].present = False
+    out = audit(slots, studies, "exp", "h1", recorded=True)
+    assert out["mismatches"] == [
+        {"study": "exp.tune.A.0", "trial": 1, "slot": 2, "field": "trial",
+         "detail": "the trial this slot counts is missing"},
+        {"study": "exp.test.A", "trial": 0, "slot": 4, "field": "study",
+         "detail": "the study this slot's trial belongs to is missing from the storage"}]
+    del studies["test", "A", 0]
+    assert audit(slots, studies, "exp", "h1", recorded=True)["mismatches"][1]["study"] == "test study of arm A"
+
+
+def test_audit_lists_finished_trials_no_slot_counts() -> None:
+    slots, studies = ledger_and_storage()
+    chained(slots)
+    tune = studies["tune", "A", 0].records
+    tune[7] = trial_rec(7)
+    tune[8] = trial_rec(8, "PRUNED", None)
+    tune[9] = trial_rec(9, "FAIL", None)  # a failed trial counts for nothing: not a problem
+    studies["test", "A", 0].records[1]["attrs"]["bench_slot"] = 99  # its slot is not the claimed one
+    out = audit(slots, studies, "exp", "h1", recorded=True)
+    assert out["status"] == "broken" and out["n_unaccounted"] == 3
+    assert out["unaccounted"] == [
+        {"study": "exp.tune.A.0", "trial": 7, "state": "complete",
+         "detail": "exp.tune.A.0 trial 7 (complete) is counted by no ledger slot"},
+        {"study": "exp.tune.A.0", "trial": 8, "state": "pruned",
+         "detail": "exp.tune.A.0 trial 8 (pruned) is counted by no ledger slot"},
+        {"study": "exp.test.A", "trial": 1, "state": "complete",
+         "detail": "exp.test.A trial 1 (complete) is counted by no ledger slot"}]
+    for n in range(10, 40):
+        tune[n] = trial_rec(n)
+    out = audit(slots, studies, "exp", "h1", recorded=True)
+    assert out["n_unaccounted"] == 33 and len(out["unaccounted"]) == MAX_LISTED == 20
+
+
+def test_audit_of_the_digest_chain() -> None:
+    slots, studies = ledger_and_storage()
+    head = chained(slots)
+    second = next(s for s in slots if s["seq"] == 2)
+    # An edited result that still matches the storage (both changed): its digest no longer matches.
+    second["result"] = result_json({**json.loads(second["result"]), "value": 0.3})
+    studies["tune", "A", 0].records[1]["value"] = 0.3
+    out = audit(slots, studies, "exp", "h1", recorded=True)
+    assert out["chain_problems"] == ["slot tune/0/1 (seq 2): its digest does not match its stored result (the "
+                                     "ledger row was edited)"] and out["head"] == head
+    # ... and with its digest recomputed, the next link does not follow.
+    second["digest"] = record_digest("tune", "A", 0, 1, "complete", second["result"])
+    assert audit(slots, studies, "exp", "h1", recorded=True)["chain_problems"] == [
+        "slot tune/0/1 (seq 2): chain link does not follow from the previous slot"]
+    # A removed slot: positions no longer count 1, 2, ... and the chain skips a link.
+    slots, studies = ledger_and_storage()
+    chained(slots)
+    slots.remove(next(s for s in slots if s["seq"] == 1))
+    studies["tune", "A", 0].records.pop(0)
+    assert audit(slots, studies, "exp", "h1", recorded=True)["chain_problems"] == [
+        "slot tune/0/1 (seq 2): chain position 1 expected (a recorded slot was removed or reset)",
+        "slot tune/0/1 (seq 2): chain link does not follow from the previous slot",
+        "slot test/1/0 (seq 3): chain position 2 expected (a recorded slot was removed or reset)"]
+    # A stored result with no chain position.
+    slots, studies = ledger_and_storage()
+    chained(slots)
+    slots[0]["seq"] = None
+    assert audit(slots, studies, "exp", "h1", recorded=True)["chain_problems"][-1] == (
+        "a slot has a stored result but no chain position")
+
+
+def test_audit_of_slots_an_older_bench_finished_checks_outcome_and_value() -> None:
+    slots, studies = ledger_and_storage()
+    for s in slots:
+        s["result"] = None
+    out = audit(slots, studies, "exp", "h1", recorded=True)
+    assert (out["status"], out["recorded_slots"], out["unrecorded_slots"], out["head"]) == (
+        "not verifiable", 0, 3, None)
+    assert out["text"] == ("the record is not verifiable: 3 finished slots were recorded by an older bench without "
+                           "a stored result (only outcome and value were checked)")
+    tune = studies["tune", "A", 0].records
+    tune[0]["state"] = "PRUNED"
+    tune[1]["value"] = 0.3
+    slots[4]["value"] = None  # a slot without a value: nothing to compare
+    studies["test", "A", 0].records[0]["value"] = 9.0
+    out = audit(slots, studies, "exp", "h1", recorded=True)
+    assert out["status"] == "broken" and out["mismatches"] == [
+        {"study": "exp.tune.A.0", "trial": 0, "slot": 1, "field": "state",
+         "detail": "state differs from the ledger: ledger complete, storage pruned"},
+        {"study": "exp.tune.A.0", "trial": 1, "slot": 2, "field": "value",
+         "detail": "value differs from the ledger: ledger 0.25, storage 0.3"}]
+    # A pruned slot must find a pruned trial; a complete one a number equal to its value.
+    tune[0]["state"], slots[0]["outcome"] = "PRUNED", "pruned"
+    tune[1]["value"] = "0.25"
+    assert [m["detail"] for m in audit(slots, studies, "exp", "h1", recorded=True)["mismatches"]] == [
+        "value differs from the ledger: ledger 0.25, storage 0.25"]
+    # A ledger without the record columns: nothing chained to check, every finished slot unverifiable.
+    slots, studies = ledger_and_storage()
+    out = audit(slots, studies, "exp", "h1", recorded=False)
+    assert (out["status"], out["chain_problems"], out["head"]) == ("not verifiable", [], None)
+    assert out["text"].startswith("the record is not verifiable: 3 finished slots")
+
+
+def test_same_and_short_by_hand() -> None:
+    assert _same({"a": [1, 2.0]}, {"a": [1.0, 2]}) and not _same({"a": 1}, {"a": 1, "b": 2})
+    assert not _same([1, 2], [1, 2, 3]) and not _same([1, 2], [1, 3]) and not _same(True, 1)
+    assert _same(True, True) and not _same(False, True) and _same("x", "x") and not _same("1", 1)
+    assert _same(1e300, 1e300 * (1 + 1e-13)) and not _same(1.0, 1.0 + 1e-11) and not _same(0.0, 1e-300)
+    assert _short("x" * 80) == "x" * 80 and _short("x" * 81) == "x" * 77 + "..."
+    assert _short({"b": 1, "a": None}) == '{"a": null, "b": 1}'
