@@ -288,7 +288,7 @@ class Ledger:
                     # SKIP LOCKED: racing workers take different rows instead of queueing (no-op on SQLite,
                     # where BEGIN IMMEDIATE already serializes writers).
                     row = conn.execute(
-                        sa.select(s.id, s.idx, s.attempts, s.payload)
+                        sa.select(s.id, s.role, s.arm, s.study, s.idx, s.attempts, s.payload)
                         .where(mine & (s.arm == arm) & (s.study == study) & (s.state == FREE))
                         .order_by(s.idx).limit(1).with_for_update(skip_locked=True)).first()
                     if row is None:
@@ -298,8 +298,7 @@ class Ledger:
                         state=CLAIMED, worker_id=worker_id, lease_expires=now + lease_seconds, claimed_at=now,
                         attempts=row.attempts + 1, trial_number=None))
                     conn.execute(WORKERS.update().where(WORKERS.c.id == worker_id).values(current_slot=row.id))
-                    return Claim(int(row.id), role, arm, study, int(row.idx), int(row.attempts) + 1,
-                                 json.loads(row.payload) if row.payload else None)
+                    return _claim_of(row, int(row.attempts) + 1)
         return None
 
     def set_trial_number(self, slot_id: int, worker_id: int, number: int) -> None:
@@ -408,8 +407,7 @@ class Ledger:
                                                             & (s.lease_expires == r.lease_expires))
                                        .values(worker_id=worker_id, lease_expires=now + lease_seconds))
                     if res.rowcount:
-                        out.append(Claim(int(r.id), r.role, str(r.arm), int(r.study), int(r.idx), int(r.attempts),
-                                         json.loads(r.payload) if r.payload else None))
+                        out.append(_claim_of(r, int(r.attempts)))
             return out
 
         return retry(go, "reclaiming expired slots")
@@ -423,8 +421,7 @@ class Ledger:
                 rows = conn.execute(sa.select(s.id, s.role, s.arm, s.study, s.idx, s.attempts, s.payload)
                                     .where((s.experiment_id == self.experiment_id) & (s.state == CLAIMED)
                                            & (s.worker_id == worker_id))).all()
-            return [Claim(int(r.id), r.role, str(r.arm), int(r.study), int(r.idx), int(r.attempts),
-                          json.loads(r.payload) if r.payload else None) for r in rows]
+            return [_claim_of(r, int(r.attempts)) for r in rows]
 
         return retry(go, "reading own claims")
 
@@ -479,6 +476,12 @@ class Ledger:
                 return [dict(r._mapping) for r in conn.execute(q)]
 
         return retry(go, "reading workers")
+
+
+def _claim_of(row: Any, attempts: int) -> Claim:
+    """A claim from a slot row (id, role, arm, study, idx, payload) and its attempt count."""
+    return Claim(int(row.id), str(row.role), str(row.arm), int(row.study), int(row.idx), attempts,
+                 json.loads(row.payload) if row.payload else None)
 
 
 def _slot_row(exp_id: int, role: str, arm: str, study: int, idx: int, payload: dict[str, Any] | None
