@@ -1,11 +1,10 @@
-"""Tests for bench.store.ledger on a small SQLite ledger: the database's
-constraints, leases, and what a done slot means."""
+"""Tests for bench.store.ledger on a small ledger, on every supported database: the database's constraints, leases,
+and what a done slot means."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -23,8 +22,10 @@ ROWS: list[SlotRow] = [("tune", arm, 0, i, None) for arm in (ARM_A, ARM_B) for i
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+def engine(any_url: str) -> Iterator[Engine]:
+    """Each ledger test on SQLite, PostgreSQL and MariaDB: claims lock rows (FOR UPDATE, SKIP LOCKED) and insert
+    with each dialect's own "ignore duplicates" where the servers differ from SQLite."""
+    eng = make_engine(any_url)
     create_schema(eng)
     yield eng
     eng.dispose()
