@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,19 @@ import pytest
 from bench.service.worker import HeldSignals
 
 
+@pytest.fixture
+def default_sigint() -> Iterator[None]:
+    """Python's own SIGINT handler (KeyboardInterrupt), and SIGINT not blocked, for the test: HeldSignals hands a
+    held signal to whatever disposition it found, and a pytest-xdist worker process (where CI saw the held SIGINT
+    never arrive) need not run under those."""
+    found = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    yield
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    signal.signal(signal.SIGINT, found)
+
+
+@pytest.mark.usefixtures("default_sigint")
 def test_interrupt_while_recording_is_delivered_after() -> None:
     before = signal.getsignal(signal.SIGINT)
     hold = HeldSignals()
@@ -21,6 +35,7 @@ def test_interrupt_while_recording_is_delivered_after() -> None:
     assert recorded and signal.getsignal(signal.SIGINT) is before  # the handler it found is back
 
 
+@pytest.mark.usefixtures("default_sigint")
 def test_second_interrupt_breaks_through() -> None:
     before = signal.getsignal(signal.SIGINT)
     hold = HeldSignals()
