@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -13,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from bench.store import ledger as ledger_mod
 from bench.store.ledger import CLAIMED, DONE, FREE, SLOTS, Ledger, SlotRow, SpecMismatch, create_schema
-from bench.store.storage import make_engine
+from bench.store.storage import StorageUnavailable, make_engine
 
 SPEC = {"name": "led", "budget": {"trials": 2}}
 ARM_A, ARM_B = '{"depth":1}', '{"depth":2}'
@@ -75,6 +76,12 @@ def test_ensure_experiment_twice_same_spec_then_changed_spec(engine: Engine) -> 
     with pytest.raises(SpecMismatch) as err:
         Ledger.ensure_experiment(engine, "led", changed, "g" * 64, "0.test", ROWS)
     assert err.value.fields == ["budget.trials"]
+    assert str(err.value) == ("experiment 'led' exists in this storage with a different spec; changed fields: "
+                              "budget.trials. Use a new experiment name or a new storage.")
+    assert str(SpecMismatch("x", [])) == ("experiment 'x' exists in this storage with a different spec; changed "
+                                          "fields: (none: only formatting). Use a new experiment name or a new "
+                                          "storage.")
+    assert str(SpecMismatch("x", ["a", "b"])).split("; ")[1].startswith("changed fields: a, b. Use")
 
 
 # ---------------------------------------------------------------- claims and invariant 4
@@ -119,14 +126,26 @@ def test_diverged_slot_is_counted_not_released(engine: Engine) -> None:
 
 
 def test_release_frees_the_slot_and_counts_the_loss(engine: Engine) -> None:
-    led, w = _ledger(engine, ROWS[:1])
+    led, w = _ledger(engine, ROWS[:1] + ROWS[2:3])
     c = led.claim(w, 60)
     assert c is not None
+    led.set_trial_number(c.slot_id, w, 7)
+    assert led.heartbeat(w, c.slot_id, 60)
+    other = led.register_worker("host", 2, "cpu")
+    theirs = led.claim(other, 60)
+    assert theirs is not None and led.heartbeat(other, theirs.slot_id, 60)
+    assert not led.release(c.slot_id, other, lost=True)  # not its claim: nothing changes
+    assert _slot(led, c.slot_id)["state"] == CLAIMED
     assert led.release(c.slot_id, w, lost=True)
     s = _slot(led, c.slot_id)
-    assert (s["state"], s["worker_id"], s["lost"]) == (FREE, None, 1)
+    assert (s["state"], s["worker_id"], s["lost"], s["lease_expires"], s["trial_number"]) == (FREE, None, 1, None, None)
+    assert [(wk["id"], wk["current_slot"]) for wk in led.workers()] == [(w, None), (other, theirs.slot_id)]
+    assert _slot(led, theirs.slot_id)["state"] == CLAIMED
+    assert not led.release(c.slot_id, w, lost=True)  # already free
     again = led.claim(w, 60)
     assert again is not None and again.slot_id == c.slot_id and again.attempts == 2
+    assert led.release(again.slot_id, w, lost=False)  # given back, not lost: the loss count stays
+    assert _slot(led, c.slot_id)["lost"] == 1
 
 
 # ---------------------------------------------------------------- leases
@@ -246,3 +265,36 @@ def test_take_expired_moves_the_lease_to_the_thief_and_keeps_the_claims_fields(e
     assert slot["state"] == CLAIMED and slot["worker_id"] == thief
     assert float(slot["lease_expires"]) > 100  # now + 120 s, not the expired value
     assert led.held_by(thief) == [taken] and led.held_by(w) == []
+
+
+# Each operation names itself when the database stays unreachable past the retry budget (a worker's log and its
+# exit message say which step failed).
+_UNREACHABLE_CALLS = [
+    ("adding slots", lambda led: led.add_slots(ROWS)),
+    ("claiming a slot", lambda led: led.claim(1, 60)),
+    ("recording trial number", lambda led: led.set_trial_number(1, 1, 0)),
+    ("heartbeat", lambda led: led.heartbeat(1, 1, 60)),
+    ("finishing slot", lambda led: led.finish(1, 1, "complete", 0.5, 1.0, 0, {})),
+    ("releasing slot", lambda led: led.release(1, 1, lost=True)),
+    ("reclaiming expired slots", lambda led: led.take_expired(1, 60)),
+    ("reading own claims", lambda led: led.held_by(1)),
+    ("expiring claims", lambda led: led.expire_claims([1])),
+    ("registering worker", lambda led: led.register_worker("h", 1, "cpu")),
+    ("stopping worker", lambda led: led.stop_worker(1)),
+    ("reading slots", lambda led: led.slots()),
+    ("reading workers", lambda led: led.workers()),
+    ("reading experiment", lambda led: Ledger.find_experiment(led.engine, "led")),
+    ("inspecting storage", lambda led: ledger_mod.has_schema(led.engine)),
+]
+
+
+@pytest.mark.parametrize(("what", "call"), _UNREACHABLE_CALLS, ids=[w for w, _ in _UNREACHABLE_CALLS])
+def test_an_unreachable_database_is_reported_with_the_operation(what: str, call: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCH_DB_RETRY_SECONDS", "0")
+    engine = make_engine("postgresql://postgres@127.0.0.1:1/none")  # nothing listens on port 1
+    try:
+        with pytest.raises(StorageUnavailable, match=rf"^{what}: database still failing after 1 tries: "):
+            call(Ledger(engine, 1))
+    finally:
+        engine.dispose()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ from optuna.trial import TrialState
 import bench.service.worker as worker_mod
 from bench.service.run import attach, init_experiment
 from bench.spec import Arm, Spec, load_spec
-from bench.store.ledger import Ledger
+from bench.store.ledger import Claim, Ledger
 from bench.store.storage import make_engine, optuna_storage
 from bench.tuning.objective import Outcome
 from bench.tuning.studies import spec_study_name
@@ -98,3 +101,303 @@ def test_a_crashed_trial_is_released_as_lost(tmp_path: Path, sqlite_url: str, mo
     study = optuna.load_study(study_name=spec_study_name(spec, spec.arms[0]), storage=optuna_storage(sqlite_url))
     (t,) = study.trials
     assert t.state == TrialState.FAIL and "disk on fire" in t.user_attrs["bench_lost"]
+
+
+# ---------------------------------------------------------------- settling other workers' and own claims
+
+
+def _loops(tmp_path: Path, url: str, n: int = 2, **spec_overrides: Any) -> tuple[Spec, list[worker_mod.WorkerLoop]]:
+    spec = load_spec(tiny_spec(tmp_path, **{"depths": [1], "budget": {"trials": 2}, **spec_overrides}))
+    init_experiment(spec, url)
+    exp = attach(spec, url)
+    return spec, [worker_mod.WorkerLoop(spec, url, exp, worker_mod.WorkerOptions(lease_seconds=30, poll_seconds=0.05))
+                  for _ in range(n)]
+
+
+def _half_run(loop: worker_mod.WorkerLoop) -> tuple[Claim, optuna.Trial]:
+    """What a worker that then dies has done: claimed a tuning slot, asked its trial and linked the two."""
+    claim = loop.ledger.claim(loop.worker_id, 30)
+    assert claim is not None
+    trial = loop.study(claim.arm, "tune", claim.study).ask()
+    trial.set_user_attr(worker_mod.SLOT_ATTR, claim.slot_id)
+    loop.ledger.set_trial_number(claim.slot_id, loop.worker_id, trial.number)
+    return claim, trial
+
+
+def _slot(loop: worker_mod.WorkerLoop, slot_id: int) -> dict[str, Any]:
+    (row,) = [s for s in loop.ledger.slots() if s["id"] == slot_id]
+    return row
+
+
+@pytest.mark.parametrize("how", ["complete", "diverged", "pruned"])
+def test_a_dead_workers_finished_run_is_counted_not_rerun(tmp_path: Path, sqlite_url: str, how: str) -> None:
+    spec, (dead, alive) = _loops(tmp_path, sqlite_url)
+    claim, trial = _half_run(dead)
+    study = dead.study(claim.arm, "tune", claim.study)
+    trial.set_user_attr("seconds", 1.25)
+    if how == "pruned":
+        trial.report(0.7, 0)
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        trial.set_user_attr("diverged", how == "diverged")
+        study.tell(trial, math.inf if how == "diverged" else 0.4)
+    # It died between Optuna's tell and the ledger's finish; its lease then ran out.
+    assert dead.ledger.expire_claims([claim.slot_id]) == 1
+    events: list[tuple[str, dict[str, Any]]] = []
+    alive.opts.on_event = lambda e, d: events.append((e, d))
+    alive._settle_expired()
+    row = _slot(alive, claim.slot_id)
+    value = {"complete": 0.4, "diverged": None, "pruned": None}[how]
+    assert (row["state"], row["outcome"], row["value"], row["seconds"], row["trial_number"], row["lost"]) == (
+        "done", how, value, 1.25, trial.number, 0)
+    assert alive.summary.reclaimed == 0 and events == []  # counted, not reclaimed: nothing to rerun
+    assert [t.state for t in study.get_trials()] == [TrialState.PRUNED if how == "pruned" else TrialState.COMPLETE]
+
+
+def test_a_dead_workers_running_trial_is_failed_and_its_slot_freed(tmp_path: Path, sqlite_url: str) -> None:
+    spec, (dead, alive) = _loops(tmp_path, sqlite_url)
+    claim, trial = _half_run(dead)
+    other = _half_run(dead)[0]  # a second claim of the dead worker, its lease still running: left alone
+    dead.ledger.expire_claims([claim.slot_id])
+    events: list[tuple[str, dict[str, Any]]] = []
+    alive.opts.on_event = lambda e, d: events.append((e, d))
+    alive._settle_expired()
+    row = _slot(alive, claim.slot_id)
+    assert (row["state"], row["worker_id"], row["trial_number"], row["lost"], row["attempts"]) == (
+        "free", None, None, 1, 1)
+    assert _slot(alive, other.slot_id)["state"] == "claimed"
+    ft = alive.study(claim.arm, "tune", claim.study).get_trials()[trial.number]
+    assert (ft.state, ft.user_attrs["bench_lost"]) == (TrialState.FAIL, "worker lost: lease expired, slot reclaimed")
+    assert alive.summary.reclaimed == 1
+    assert events == [("reclaimed", {"experiment": spec.name, "role": "tune", "arm": spec.arms[0].label,
+                                     "study": 0, "idx": claim.idx})]
+
+
+def test_the_earliest_of_two_finished_trials_of_a_slot_counts(tmp_path: Path, sqlite_url: str) -> None:
+    _, (dead, alive) = _loops(tmp_path, sqlite_url)
+    claim, first = _half_run(dead)
+    study = dead.study(claim.arm, "tune", claim.study)
+    second = study.ask()  # e.g. a retried write that created the trial twice
+    second.set_user_attr(worker_mod.SLOT_ATTR, claim.slot_id)
+    study.tell(second, 0.1)
+    study.tell(first, 0.9)
+    dead.ledger.expire_claims([claim.slot_id])
+    alive._settle_expired()
+    row = _slot(alive, claim.slot_id)
+    assert (row["state"], row["value"], row["trial_number"]) == ("done", 0.9, first.number)
+
+
+def test_an_interrupt_after_the_claim_frees_the_slot_before_any_run(tmp_path: Path, sqlite_url: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    _, (loop,) = _loops(tmp_path, sqlite_url, n=1)
+
+    def interrupted(claim: Claim) -> None:
+        raise KeyboardInterrupt  # lands after the claim, before its run began
+
+    monkeypatch.setattr(loop, "_run_claim", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run()
+    assert [(s["state"], s["worker_id"], s["lost"]) for s in loop.ledger.slots()] == [("free", None, 1),
+                                                                                     ("free", None, 0)]
+    assert (loop.summary.released, loop.summary.unreleased, loop.summary.finished) == (1, [], {})
+    assert loop.study(loop.spec.arms[0].key, "tune").get_trials() == []
+
+
+def test_an_interrupt_mid_trial_fails_the_trial_and_frees_the_slot(tmp_path: Path, sqlite_url: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    _, (loop,) = _loops(tmp_path, sqlite_url, n=1)
+
+    def interrupted(*args: object, **kwargs: object) -> Outcome:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        loop.run()
+    assert [(s["state"], s["lost"]) for s in loop.ledger.slots()] == [("free", 1), ("free", 0)]
+    (ft,) = loop.study(loop.spec.arms[0].key, "tune").get_trials()
+    assert (ft.state, ft.user_attrs["bench_lost"]) == (TrialState.FAIL, "interrupted")
+    assert (loop.summary.released, loop.summary.unreleased) == (1, [])
+
+
+def test_a_release_that_fails_is_left_to_the_lease_and_later_given_back(tmp_path: Path, sqlite_url: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    _, (loop,) = _loops(tmp_path, sqlite_url, n=1)
+    claim, trial = _half_run(loop)
+    real_release = loop.ledger.release
+
+    def down(*args: object, **kwargs: object) -> bool:
+        raise ConnectionError("storage down")
+
+    monkeypatch.setattr(loop.ledger, "release", down)
+    loop._abandon(claim, trial, "interrupted")  # best effort: no exception escapes
+    assert (loop.summary.released, loop.summary.unreleased) == (0, [claim.slot_id])
+    assert _slot(loop, claim.slot_id)["state"] == "claimed"
+    monkeypatch.setattr(loop.ledger, "release", real_release)
+    loop.abort()  # on the way out the storage answers again: the slot is given back after all
+    row = _slot(loop, claim.slot_id)
+    assert (row["state"], row["lost"]) == ("free", 1)
+    assert (loop.summary.released, loop.summary.unreleased) == (1, [])
+
+
+def test_release_of_own_claims_survives_an_unreachable_storage(tmp_path: Path, sqlite_url: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    _, (loop,) = _loops(tmp_path, sqlite_url, n=1)
+    claim, _ = _half_run(loop)
+
+    def down(*args: object, **kwargs: object) -> list[Claim]:
+        raise ConnectionError("storage down")
+
+    monkeypatch.setattr(loop.ledger, "held_by", down)
+    loop.abort()  # logs; the lease expiry reclaims the slot later
+    assert loop.summary.released == 0 and _slot(loop, claim.slot_id)["state"] == "claimed"
+
+
+def test_failing_an_already_finished_trial_leaves_it_as_it_was(tmp_path: Path, sqlite_url: str) -> None:
+    _, (loop,) = _loops(tmp_path, sqlite_url, n=1)
+    claim, trial = _half_run(loop)
+    study = loop.study(claim.arm, "tune", claim.study)
+    study.tell(trial, 0.3)
+    loop._fail_trial(study, trial.number, trial._trial_id, "too late")
+    (ft,) = study.get_trials()
+    assert (ft.state, ft.value, "bench_lost" in ft.user_attrs) == (TrialState.COMPLETE, 0.3, False)
+
+
+def test_progress_is_the_fraction_of_slots_done(tmp_path: Path, sqlite_url: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    _, (loop,) = _loops(tmp_path, sqlite_url, n=1, budget={"trials": 4})
+    _, fake = _stub(["complete"], 4)
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", fake)
+    assert (loop.progress(), loop.finished()) == (0.0, 0)
+    assert loop.step() == worker_mod.RAN
+    assert (loop.progress(), loop.finished()) == (0.25, 1)
+    loop.opts.max_trials = 3
+    loop.run()
+    assert (loop.progress(), loop.finished(), loop.reached_max()) == (0.75, 3, True)
+
+
+def test_a_suite_worker_serves_the_least_advanced_member_first(tmp_path: Path, sqlite_url: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    specs = [load_spec(tiny_spec(tmp_path, name=n, depths=[1], budget={"trials": t}, evaluation={"seeds": 0}))
+             for n, t in (("a", 2), ("b", 4))]
+    members = []
+    for s in specs:
+        init_experiment(s, sqlite_url)
+        members.append((s, attach(s, sqlite_url)))
+    order: list[str] = []
+    _, fake = _stub(["complete"], 6)
+
+    def tracked(spec: Spec, *args: Any, **kwargs: Any) -> Outcome:
+        order.append(spec.name)
+        return fake(spec, *args, **kwargs)
+
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", tracked)
+    suite = worker_mod.SuiteWorker(members, sqlite_url, worker_mod.WorkerOptions(max_trials=5, poll_seconds=0.05))
+    summary = suite.run()
+    # a 0/2 b 0/4 -> a (ties: member order); a 1/2 b 0/4 -> b; a 1/2 b 1/4 -> b; a 1/2 b 2/4 -> a; then b.
+    assert order == ["a", "b", "b", "a", "b"]
+    assert (summary.worker_id, summary.finished, summary.released) == (suite.loops[0].worker_id, {"complete": 5}, 0)
+    rest = worker_mod.SuiteWorker(members, sqlite_url, worker_mod.WorkerOptions(poll_seconds=0.05))
+    assert rest.run().finished == {"complete": 1}  # b's last slot, then every member is done
+    assert order == ["a", "b", "b", "a", "b", "b"]
+    assert [lp.progress() for lp in rest.loops] == [1.0, 1.0]
+
+
+def test_a_suite_worker_gives_back_every_members_claim_when_interrupted(tmp_path: Path, sqlite_url: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    specs = [load_spec(tiny_spec(tmp_path, name=n, depths=[1])) for n in ("a", "b")]
+    members = []
+    for s in specs:
+        init_experiment(s, sqlite_url)
+        members.append((s, attach(s, sqlite_url)))
+
+    def interrupted(*args: object, **kwargs: object) -> Outcome:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", interrupted)
+    suite = worker_mod.SuiteWorker(members, sqlite_url, worker_mod.WorkerOptions())
+    with pytest.raises(KeyboardInterrupt):
+        suite.run()
+    assert [[s["state"] for s in lp.ledger.slots()] for lp in suite.loops] == [["free", "free"], ["free", "free"]]
+    assert suite.summary.released == 1
+    assert all(not lp._beat.is_alive() for lp in suite.loops)
+
+
+def test_die_with_parent_arms_the_parent_death_signal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    got = ctypes.c_int(-1)
+    kills: list[tuple[int, int]] = []
+    monkeypatch.setattr(worker_mod.os, "kill", lambda pid, sig: kills.append((pid, sig)))
+    try:
+        assert worker_mod._die_with_parent(os.getppid()) is True
+        assert libc.prctl(2, ctypes.byref(got), 0, 0, 0) == 0  # PR_GET_PDEATHSIG
+        assert (got.value, kills) == (int(signal.SIGTERM), [])
+        worker_mod._die_with_parent(os.getppid() + 1)  # "the parent is already gone": stop at once
+        assert kills == [(os.getpid(), signal.SIGTERM)]
+    finally:
+        libc.prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG back to none for the rest of the test process
+
+
+def test_evaluation_and_transfer_slots_rerun_the_ranked_configs_with_fresh_seeds(
+        tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = load_spec(tiny_spec(tmp_path, budget={"trials": 3, "studies": 2}, baseline={"from_depth": 1},
+                               evaluation={"seeds": 2, "top_k": 2, "seed_offset": 500}))
+    init_experiment(spec, sqlite_url)
+    # Tuning loss by (replicate, trial number): trial 1 diverges (never re-evaluated), trial 2 is each study's best;
+    # replicate 1 is better, so its best is the transferred config.
+    table = {(0, 0): 0.6, (0, 1): math.inf, (0, 2): 0.4, (1, 0): 0.5, (1, 1): math.inf, (1, 2): 0.3}
+
+    def tune(spec: Spec, arm: Arm, trial: optuna.Trial, *, device: str, seed: int) -> Outcome:
+        value = table[(trial.user_attrs["provenance"]["study"], trial.number)]
+        trial.report(value, 0)
+        return Outcome("diverged" if math.isinf(value) else "complete", value, 0.01,
+                       {"diverged": math.isinf(value), "seconds": 0.01})
+
+    fixed: list[tuple[str, dict[str, Any], int]] = []
+
+    def run_fixed(spec: Spec, arm: Arm, params: dict[str, Any], seed: int, *, device: str) -> Outcome:
+        fixed.append((arm.key, params, seed))
+        return Outcome("complete", 0.25 + seed / 1e4, 0.02, {"diverged": False, "seconds": 0.02, "test_loss": 0.2})
+
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", tune)
+    monkeypatch.setattr(worker_mod, "run_fixed", run_fixed)
+    loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url),
+                                 worker_mod.WorkerOptions(poll_seconds=0.05))
+    summary = loop.run()
+    assert summary.finished == {"complete": 2 * 2 * 2 + 2 * 2 * 2 * 2 + 2 * 2, "diverged": 4}
+    slots = [{**s, "payload": json.loads(s["payload"]) if s["payload"] else None} for s in loop.ledger.slots()]
+    assert {s["state"] for s in slots} == {"done"}
+    src = spec.transfer_arm
+    assert src is not None
+    best = {(a.key, k): loop.study(a.key, "tune", k).get_trials() for a in spec.arms for k in range(2)}
+    want_eval = sorted((a.key, k, rank * 2 + s, best[(a.key, k)][n].params, 500 + s, rank, n)
+                       for a in spec.arms for k in range(2) for rank, n in enumerate((2, 0)) for s in range(2))
+    got_eval = sorted((s["arm"], s["study"], s["idx"], s["payload"]["params"], s["payload"]["seed"],
+                       s["payload"]["rank"], s["payload"]["source_trial"]) for s in slots if s["role"] == "eval")
+    assert got_eval == want_eval
+    t_params = best[(src.key, 1)][2].params
+    got_transfer = sorted((s["arm"], s["study"], s["idx"], s["payload"]) for s in slots if s["role"] == "transfer")
+    assert got_transfer == sorted((a.key, 0, s, {"params": t_params, "seed": 500 + s, "source_arm": src.key,
+                                                 "source_study": 1, "source_trial": 2})
+                                  for a in spec.arms for s in range(2))
+    assert sorted(fixed, key=repr) == sorted([(a, p, sd) for a, _, _, p, sd, _, _ in want_eval]
+                                             + [(a.key, t_params, 500 + s) for a in spec.arms for s in range(2)],
+                                             key=repr)
+    # Each fixed run is one COMPLETE trial of its arm's study for that role, linked to its slot and source.
+    for role in ("eval", "transfer"):
+        for arm in spec.arms:
+            mine = {s["id"]: s for s in slots if (s["role"], s["arm"]) == (role, arm.key)}
+            trials = loop.study(arm.key, role).get_trials()
+            assert sorted(t.user_attrs[worker_mod.SLOT_ATTR] for t in trials) == sorted(mine)
+            for t in trials:
+                slot = mine[t.user_attrs[worker_mod.SLOT_ATTR]]
+                p = slot["payload"]
+                extra = {k: p[k] for k in ("rank", "source_trial", "source_study", "source_arm") if k in p}
+                prov = t.user_attrs[worker_mod.PROVENANCE_ATTR]
+                assert (t.state, t.value, t.params, slot["trial_number"], slot["value"]) == (
+                    TrialState.COMPLETE, 0.25 + p["seed"] / 1e4, p["params"], t.number, t.value)
+                assert {k: t.user_attrs[k] for k in ("study", "diverged", "seconds", "test_loss", *extra)} == {
+                    "study": slot["study"], "diverged": False, "seconds": 0.02, "test_loss": 0.2, **extra}
+                assert (prov["role"], prov["attempt"], prov["study"], prov["worker"]) == (
+                    role, 1, slot["study"], loop.worker_id)

@@ -381,7 +381,8 @@ class Ledger:
                     (SLOTS.c.id == slot_id) & (SLOTS.c.worker_id == worker_id) & (SLOTS.c.state == CLAIMED))
                     .values(state=FREE, worker_id=None, lease_expires=None, trial_number=None,
                             lost=SLOTS.c.lost + (1 if lost else 0)))
-                conn.execute(WORKERS.update().where(WORKERS.c.id == worker_id).values(current_slot=None))
+                if res.rowcount:  # a refused release (not its claim) leaves the worker's own claim shown
+                    conn.execute(WORKERS.update().where(WORKERS.c.id == worker_id).values(current_slot=None))
                 return bool(res.rowcount)
 
         return retry(go, "releasing slot")
