@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 import bench.service.worker as worker_mod
@@ -204,15 +207,17 @@ def test_an_interrupt_after_the_claim_frees_the_slot_before_any_run(tmp_path: Pa
 
 
 def test_an_interrupt_mid_trial_fails_the_trial_and_frees_the_slot(tmp_path: Path, sqlite_url: str,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
     _, (loop,) = _loops(tmp_path, sqlite_url, n=1)
 
     def interrupted(*args: object, **kwargs: object) -> Outcome:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(worker_mod, "run_tuning_trial", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with caplog.at_level(logging.WARNING, logger="bench.service.worker"), pytest.raises(KeyboardInterrupt):
         loop.run()
+    assert [r.message for r in caplog.records if r.name == "bench.service.worker"] == []  # given back at once
     assert [(s["state"], s["lost"]) for s in loop.ledger.slots()] == [("free", 1), ("free", 0)]
     (ft,) = loop.study(loop.spec.arms[0].key, "tune").get_trials()
     assert (ft.state, ft.user_attrs["bench_lost"]) == (TrialState.FAIL, "interrupted")
@@ -237,6 +242,9 @@ def test_a_release_that_fails_is_left_to_the_lease_and_later_given_back(tmp_path
     row = _slot(loop, claim.slot_id)
     assert (row["state"], row["lost"]) == ("free", 1)
     assert (loop.summary.released, loop.summary.unreleased) == (1, [])
+    for c, t in (_half_run(loop), _half_run(loop)):
+        loop._abandon(c, t, "interrupted")
+    assert (loop.summary.released, [s["state"] for s in loop.ledger.slots()]) == (3, ["free", "free"])
 
 
 def test_release_of_own_claims_survives_an_unreachable_storage(tmp_path: Path, sqlite_url: str,
@@ -252,7 +260,8 @@ def test_release_of_own_claims_survives_an_unreachable_storage(tmp_path: Path, s
     assert loop.summary.released == 0 and _slot(loop, claim.slot_id)["state"] == "claimed"
 
 
-def test_failing_an_already_finished_trial_leaves_it_as_it_was(tmp_path: Path, sqlite_url: str) -> None:
+def test_failing_an_already_finished_trial_leaves_it_as_it_was(tmp_path: Path, sqlite_url: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     _, (loop,) = _loops(tmp_path, sqlite_url, n=1)
     claim, trial = _half_run(loop)
     study = loop.study(claim.arm, "tune", claim.study)
@@ -260,6 +269,15 @@ def test_failing_an_already_finished_trial_leaves_it_as_it_was(tmp_path: Path, s
     loop._fail_trial(study, trial.number, trial._trial_id, "too late")
     (ft,) = study.get_trials()
     assert (ft.state, ft.value, "bench_lost" in ft.user_attrs) == (TrialState.COMPLETE, 0.3, False)
+    # Finished by its worker between the attribute write and the tell (the storage says so with its own error).
+    other, late = _half_run(loop)
+
+    def finished_meanwhile(*args: object, **kwargs: object) -> None:
+        raise UpdateFinishedTrialError("finished meanwhile")
+
+    monkeypatch.setattr(study, "tell", finished_meanwhile)
+    loop._fail_trial(study, late.number, late._trial_id, "too late")
+    assert study.get_trials()[late.number].user_attrs["bench_lost"] == "too late"
 
 
 def test_progress_is_the_fraction_of_slots_done(tmp_path: Path, sqlite_url: str,
@@ -277,29 +295,33 @@ def test_progress_is_the_fraction_of_slots_done(tmp_path: Path, sqlite_url: str,
 
 def test_a_suite_worker_serves_the_least_advanced_member_first(tmp_path: Path, sqlite_url: str,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    specs = [load_spec(tiny_spec(tmp_path, name=n, depths=[1], budget={"trials": t}, evaluation={"seeds": 0}))
-             for n, t in (("a", 2), ("b", 4))]
+    specs = [load_spec(tiny_spec(tmp_path, name=n, depths=[1], budget={"trials": t}))
+             for n, t in (("a", 2), ("b", 10), ("c", 10))]
     members = []
     for s in specs:
         init_experiment(s, sqlite_url)
         members.append((s, attach(s, sqlite_url)))
     order: list[str] = []
-    _, fake = _stub(["complete"], 6)
+    _, fake = _stub(["complete"], 22)
 
     def tracked(spec: Spec, *args: Any, **kwargs: Any) -> Outcome:
         order.append(spec.name)
         return fake(spec, *args, **kwargs)
 
     monkeypatch.setattr(worker_mod, "run_tuning_trial", tracked)
-    suite = worker_mod.SuiteWorker(members, sqlite_url, worker_mod.WorkerOptions(max_trials=5, poll_seconds=0.05))
+    # One worker never has to wait for others: a suite that slept anyway would sleep for an hour (and time out).
+    suite = worker_mod.SuiteWorker(members, sqlite_url, worker_mod.WorkerOptions(max_trials=8, poll_seconds=3600))
     summary = suite.run()
-    # a 0/2 b 0/4 -> a (ties: member order); a 1/2 b 0/4 -> b; a 1/2 b 1/4 -> b; a 1/2 b 2/4 -> a; then b.
-    assert order == ["a", "b", "b", "a", "b"]
-    assert (summary.worker_id, summary.finished, summary.released) == (suite.loops[0].worker_id, {"complete": 5}, 0)
-    rest = worker_mod.SuiteWorker(members, sqlite_url, worker_mod.WorkerOptions(poll_seconds=0.05))
-    assert rest.run().finished == {"complete": 1}  # b's last slot, then every member is done
-    assert order == ["a", "b", "b", "a", "b", "b"]
-    assert [lp.progress() for lp in rest.loops] == [1.0, 1.0]
+    # Each slot goes to the least advanced member, re-ranked after every slot (ties: member order). a is at 1/2
+    # after its first slot, so it waits until b and c have caught up to half (5 of 10 each).
+    assert order == ["a", "b", "c", "b", "c", "b", "c", "b"]
+    assert (summary.worker_id, summary.finished, summary.released) == (suite.loops[0].worker_id, {"complete": 8}, 0)
+    assert [lp.finished() for lp in suite.loops] == [1, 4, 3]
+    rest = worker_mod.SuiteWorker(members, sqlite_url, worker_mod.WorkerOptions(poll_seconds=3600))
+    assert rest.run().finished == {"complete": 14}  # the rest, until every member is done
+    assert order[8:11] == ["c", "b", "c"] and order[11] == "a"  # b, c at 5/10 = a's 1/2: member order, a first
+    assert sorted(order) == ["a"] * 2 + ["b"] * 10 + ["c"] * 10
+    assert [lp.progress() for lp in rest.loops] == [1.0, 1.0, 1.0]
 
 
 def test_a_suite_worker_gives_back_every_members_claim_when_interrupted(tmp_path: Path, sqlite_url: str,
@@ -337,6 +359,25 @@ def test_die_with_parent_arms_the_parent_death_signal(monkeypatch: pytest.Monkey
         assert kills == [(os.getpid(), signal.SIGTERM)]
     finally:
         libc.prctl(1, 0, 0, 0, 0)  # PR_SET_PDEATHSIG back to none for the rest of the test process
+
+
+def test_die_with_parent_falls_back_to_the_heartbeat_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    class NoPrctl:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+    def no_libc(*args: object, **kwargs: object) -> None:
+        raise OSError("no libc")
+
+    for cdll in (no_libc, NoPrctl):  # OSError, AttributeError
+        monkeypatch.setattr(ctypes, "CDLL", cdll)
+        assert worker_mod._die_with_parent(os.getppid()) is False
+    monkeypatch.undo()
+    monkeypatch.setattr(worker_mod.sys, "platform", "darwin")
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)  # not even tried off Linux
+    assert worker_mod._die_with_parent(os.getppid()) is False
 
 
 def test_evaluation_and_transfer_slots_rerun_the_ranked_configs_with_fresh_seeds(
@@ -401,3 +442,31 @@ def test_evaluation_and_transfer_slots_rerun_the_ranked_configs_with_fresh_seeds
                     "study": slot["study"], "diverged": False, "seconds": 0.02, "test_loss": 0.2, **extra}
                 assert (prov["role"], prov["attempt"], prov["study"], prov["worker"]) == (
                     role, 1, slot["study"], loop.worker_id)
+
+
+def test_the_heartbeat_thread_extends_the_lease_of_the_running_slot(tmp_path: Path, sqlite_url: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = load_spec(tiny_spec(tmp_path, depths=[1], budget={"trials": 1}))
+    init_experiment(spec, sqlite_url)
+    loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url),
+                                 worker_mod.WorkerOptions(lease_seconds=60, heartbeat_seconds=0.05))
+    seen: list[float] = []
+
+    def long_run(spec: Spec, arm: Arm, trial: optuna.Trial, *, device: str, seed: int) -> Outcome:
+        (slot,) = loop.ledger.slots()
+        first = slot["lease_expires"]
+        deadline = time.monotonic() + 60  # a condition, not a duration: two beats seen (or the test fails)
+        while len(seen) < 2 and time.monotonic() < deadline:
+            (slot,) = loop.ledger.slots()
+            if slot["lease_expires"] > (seen[-1] if seen else first):
+                seen.append(slot["lease_expires"])
+            time.sleep(0.02)
+        trial.report(0.5, 0)
+        return Outcome("complete", 0.5, 0.01, {"diverged": False, "seconds": 0.01})
+
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", long_run)
+    assert loop.run().finished == {"complete": 1}
+    assert len(seen) == 2
+    (row,) = loop.ledger.workers()
+    assert row["stopped_at"] is not None and row["heartbeat_at"] >= row["started_at"]
+    assert not loop._beat.is_alive()

@@ -100,8 +100,8 @@ def _die_with_parent(parent_pid: int) -> bool:
         with contextlib.suppress(OSError, AttributeError):
             import ctypes
 
-            pr_set_pdeathsig = 1
-            armed = ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) == 0
+            pr_set_pdeathsig = 1  # prctl(2): the signal this process gets when its parent dies
+            armed = ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGTERM)) == 0
     if os.getppid() != parent_pid:
         os.kill(os.getpid(), signal.SIGTERM)
     return armed
