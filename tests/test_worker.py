@@ -20,9 +20,10 @@ import bench.service.worker as worker_mod
 from bench.service.run import attach, init_experiment
 from bench.spec import Arm, Spec, load_spec
 from bench.store.ledger import Claim, Ledger
+from bench.store.record import result_json
 from bench.store.storage import make_engine, optuna_storage
 from bench.tuning.objective import Outcome
-from bench.tuning.studies import spec_study_name
+from bench.tuning.studies import spec_study_name, trial_record
 from tests.conftest import tiny_spec
 
 
@@ -154,6 +155,8 @@ def test_a_dead_workers_finished_run_is_counted_not_rerun(tmp_path: Path, sqlite
     assert (row["state"], row["outcome"], row["value"], row["seconds"], row["trial_number"], row["lost"]) == (
         "done", how, value, 1.25, trial.number, 0)
     assert alive.summary.reclaimed == 0 and events == []  # counted, not reclaimed: nothing to rerun
+    (ft,) = study.get_trials()
+    assert (row["result"], row["seq"]) == (result_json(trial_record(ft)), 1)  # in the record the audit checks
     assert [t.state for t in study.get_trials()] == [TrialState.PRUNED if how == "pruned" else TrialState.COMPLETE]
 
 
@@ -188,6 +191,33 @@ def test_the_earliest_of_two_finished_trials_of_a_slot_counts(tmp_path: Path, sq
     alive._settle_expired()
     row = _slot(alive, claim.slot_id)
     assert (row["state"], row["value"], row["trial_number"]) == ("done", 0.9, first.number)
+
+
+def test_a_trial_told_while_being_settled_is_counted(tmp_path: Path, sqlite_url: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    _, (dead, alive) = _loops(tmp_path, sqlite_url)
+    claim, trial = _half_run(dead)
+    dead.ledger.expire_claims([claim.slot_id])
+    study = dead.study(claim.arm, "tune", claim.study)
+
+    def told_first(*args: object) -> None:  # the "dead" worker's tell lands just before the settler's fail
+        study.tell(trial, 0.2)
+
+    monkeypatch.setattr(alive, "_fail_trial", told_first)
+    alive._settle_expired()
+    row = _slot(alive, claim.slot_id)
+    assert (row["state"], row["value"], row["lost"], alive.summary.reclaimed) == ("done", 0.2, 0, 0)
+
+
+def test_an_interrupt_between_ask_and_run_fails_the_trial_of_each_claim(tmp_path: Path, sqlite_url: str) -> None:
+    _, (loop,) = _loops(tmp_path, sqlite_url, n=1)
+    (c1, t1), (c2, t2) = _half_run(loop), _half_run(loop)
+    loop.summary.unreleased.append(c2.slot_id)  # e.g. its _abandon could not reach the storage
+    loop.abort()
+    assert [(s["state"], s["lost"]) for s in loop.ledger.slots()] == [("free", 1), ("free", 1)]
+    trials = loop.study(loop.spec.arms[0].key, "tune").get_trials()
+    assert [(t.state, t.user_attrs["bench_lost"]) for t in trials] == [(TrialState.FAIL, "interrupted")] * 2
+    assert (loop.summary.released, loop.summary.unreleased) == (2, [])
 
 
 def test_an_interrupt_after_the_claim_frees_the_slot_before_any_run(tmp_path: Path, sqlite_url: str,

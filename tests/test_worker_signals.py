@@ -47,6 +47,22 @@ def test_second_interrupt_breaks_through() -> None:
     assert signal.getsignal(signal.SIGINT) is before
 
 
+@pytest.mark.usefixtures("default_sigint")
+def test_a_third_interrupt_is_held_again_and_delivered_after() -> None:
+    """After the second signal broke through, holding starts over: a third is held while the abandoned run is given
+    back, and delivered when that ends."""
+    hold = HeldSignals()
+    hold.start()
+    signal.raise_signal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+    signal.raise_signal(signal.SIGINT)  # held again, not raised here
+    released = True
+    with pytest.raises(KeyboardInterrupt):
+        hold.stop()
+    assert released
+
+
 def test_cli_in_process_leaves_the_callers_handlers(tmp_path: Path) -> None:
     """`bench run`/`worker` install stop handlers for their own lifetime only (bench.cli.main called from a
     notebook, a test or the API must hand the caller's handlers back)."""
