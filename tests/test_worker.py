@@ -501,3 +501,25 @@ def test_the_heartbeat_thread_extends_the_lease_of_the_running_slot(tmp_path: Pa
     (row,) = loop.ledger.workers()
     assert row["stopped_at"] is not None and row["heartbeat_at"] >= row["started_at"]
     assert not loop._beat.is_alive()
+
+
+def test_a_suite_worker_waits_a_poll_while_others_hold_the_last_slots(tmp_path: Path, sqlite_url: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = load_spec(tiny_spec(tmp_path, name="a", depths=[1], budget={"trials": 1}))
+    init_experiment(spec, sqlite_url)
+    exp = attach(spec, sqlite_url)
+    other = worker_mod.WorkerLoop(spec, sqlite_url, exp, worker_mod.WorkerOptions())
+    claim, trial = _half_run(other)  # another worker runs the only slot
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the other worker finishes while this one waits
+        sleeps.append(seconds)
+        out = Outcome("complete", 0.5, 0.01, {"diverged": False, "seconds": 0.01})
+        done = other._tell(other.study(claim.arm, "tune"), trial, out)
+        assert done is not None
+        other.ledger.finish(claim.slot_id, other.worker_id, "complete", 0.5, 0.01, done.number, trial_record(done))
+
+    monkeypatch.setattr(worker_mod.time, "sleep", sleep)
+    suite = worker_mod.SuiteWorker([(spec, exp)], sqlite_url, worker_mod.WorkerOptions(poll_seconds=0.25))
+    assert suite.run().finished == {}
+    assert sleeps == [0.25]
