@@ -41,9 +41,17 @@ def _stub(outcomes: list[str], limit: int) -> tuple[list[int], Any]:
         trial.report(0.5, 0)
         if kind == "pruned":
             return Outcome("pruned", math.nan, 0.01, {"pruned": True, "seconds": 0.01})
-        return Outcome("complete", 0.5, 0.01, {"diverged": False, "seconds": 0.01})
+        return _complete()
 
     return calls, fake
+
+
+def _complete() -> Outcome:
+    return Outcome("complete", 0.5, 0.01, {"diverged": False, "seconds": 0.01})
+
+
+def _interrupted(*args: object, **kwargs: object) -> Outcome:
+    raise KeyboardInterrupt
 
 
 def _run(tmp_path: Path, url: str, outcomes: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[Spec, list[int]]:
@@ -126,6 +134,16 @@ def _half_run(loop: worker_mod.WorkerLoop) -> tuple[Claim, optuna.Trial]:
     trial.set_user_attr(worker_mod.SLOT_ATTR, claim.slot_id)
     loop.ledger.set_trial_number(claim.slot_id, loop.worker_id, trial.number)
     return claim, trial
+
+
+def _members(tmp_path: Path, url: str, trials: dict[str, int]) -> list[tuple[Spec, int]]:
+    """A suite's members: one single-arm experiment per name, with that many tuning trials, initialised."""
+    out = []
+    for name, n in trials.items():
+        spec = load_spec(tiny_spec(tmp_path, name=name, depths=[1], budget={"trials": n}))
+        init_experiment(spec, url)
+        out.append((spec, attach(spec, url)))
+    return out
 
 
 def _slot(loop: worker_mod.WorkerLoop, slot_id: int) -> dict[str, Any]:
@@ -241,11 +259,7 @@ def test_an_interrupt_mid_trial_fails_the_trial_and_frees_the_slot(tmp_path: Pat
                                                                    monkeypatch: pytest.MonkeyPatch,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     _, (loop,) = _loops(tmp_path, sqlite_url, n=1)
-
-    def interrupted(*args: object, **kwargs: object) -> Outcome:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(worker_mod, "run_tuning_trial", interrupted)
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", _interrupted)
     with caplog.at_level(logging.WARNING, logger="bench.service.worker"), pytest.raises(KeyboardInterrupt):
         loop.run()
     assert [r.message for r in caplog.records if r.name == "bench.service.worker"] == []  # given back at once
@@ -326,12 +340,7 @@ def test_progress_is_the_fraction_of_slots_done(tmp_path: Path, sqlite_url: str,
 
 def test_a_suite_worker_serves_the_least_advanced_member_first(tmp_path: Path, sqlite_url: str,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    specs = [load_spec(tiny_spec(tmp_path, name=n, depths=[1], budget={"trials": t}))
-             for n, t in (("a", 2), ("b", 10), ("c", 10))]
-    members = []
-    for s in specs:
-        init_experiment(s, sqlite_url)
-        members.append((s, attach(s, sqlite_url)))
+    members = _members(tmp_path, sqlite_url, {"a": 2, "b": 10, "c": 10})
     order: list[str] = []
     _, fake = _stub(["complete"], 22)
 
@@ -357,16 +366,8 @@ def test_a_suite_worker_serves_the_least_advanced_member_first(tmp_path: Path, s
 
 def test_a_suite_worker_gives_back_every_members_claim_when_interrupted(tmp_path: Path, sqlite_url: str,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    specs = [load_spec(tiny_spec(tmp_path, name=n, depths=[1])) for n in ("a", "b")]
-    members = []
-    for s in specs:
-        init_experiment(s, sqlite_url)
-        members.append((s, attach(s, sqlite_url)))
-
-    def interrupted(*args: object, **kwargs: object) -> Outcome:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(worker_mod, "run_tuning_trial", interrupted)
+    members = _members(tmp_path, sqlite_url, {"a": 2, "b": 2})
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", _interrupted)
     suite = worker_mod.SuiteWorker(members, sqlite_url, worker_mod.WorkerOptions())
     with pytest.raises(KeyboardInterrupt):
         suite.run()
@@ -493,7 +494,7 @@ def test_the_heartbeat_thread_extends_the_lease_of_the_running_slot(tmp_path: Pa
                 seen.append(slot["lease_expires"])
             time.sleep(0.02)
         trial.report(0.5, 0)
-        return Outcome("complete", 0.5, 0.01, {"diverged": False, "seconds": 0.01})
+        return _complete()
 
     monkeypatch.setattr(worker_mod, "run_tuning_trial", long_run)
     assert loop.run().finished == {"complete": 1}
@@ -505,17 +506,14 @@ def test_the_heartbeat_thread_extends_the_lease_of_the_running_slot(tmp_path: Pa
 
 def test_a_suite_worker_waits_a_poll_while_others_hold_the_last_slots(tmp_path: Path, sqlite_url: str,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = load_spec(tiny_spec(tmp_path, name="a", depths=[1], budget={"trials": 1}))
-    init_experiment(spec, sqlite_url)
-    exp = attach(spec, sqlite_url)
+    ((spec, exp),) = _members(tmp_path, sqlite_url, {"a": 1})
     other = worker_mod.WorkerLoop(spec, sqlite_url, exp, worker_mod.WorkerOptions())
     claim, trial = _half_run(other)  # another worker runs the only slot
     sleeps: list[float] = []
 
     def sleep(seconds: float) -> None:  # the other worker finishes while this one waits
         sleeps.append(seconds)
-        out = Outcome("complete", 0.5, 0.01, {"diverged": False, "seconds": 0.01})
-        done = other._tell(other.study(claim.arm, "tune"), trial, out)
+        done = other._tell(other.study(claim.arm, "tune"), trial, _complete())
         assert done is not None
         other.ledger.finish(claim.slot_id, other.worker_id, "complete", 0.5, 0.01, done.number, trial_record(done))
 
