@@ -67,8 +67,10 @@ benchmark: install
 #   make mutation MODULE=bench.report.build.x_fairness   one function's mutants
 #   make mutation                                        every configured module (about an hour)
 MODULE ?=
+# OMP_NUM_THREADS=1: mutmut forks each mutant's run from a process whose tests already trained with torch; a
+# forked child then waits for ever on the parent's intra-op thread pool (a false "timeout"). One thread has no pool.
 mutation: install
-	$(BIN)/mutmut run --max-children 1 $(if $(MODULE),"$(MODULE)*")
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run --max-children 1 $(if $(MODULE),"$(MODULE)*")
 	$(BIN)/python tests/mutation_score.py $(MODULE)
 
 mutation-score: install

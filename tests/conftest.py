@@ -133,8 +133,8 @@ def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 # Under mutation testing (mutmut sets MUTANT_UNDER_TEST and stops at the first failure) the fast unit tests run
 # first, so that most mutants are killed in a second instead of after the report's synthetic storages are built.
-_FAST_FIRST = ("test_stats", "test_inference", "test_spec", "test_search_space", "test_ledger", "test_storage",
-               "test_training", "test_objective", "test_worker", "test_verdict")
+_FAST_FIRST = ("test_stats", "test_inference", "test_build", "test_spec", "test_search_space", "test_ledger",
+               "test_storage", "test_training", "test_objective", "test_worker", "test_verdict")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
