@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import math
 import random
 import tomllib
 from pathlib import Path
@@ -22,6 +23,7 @@ from bench.spec import (
     canonical_json,
     diff_fields,
     load_spec,
+    loss_sign,
     parse_spec,
     spec_hash,
 )
@@ -133,6 +135,136 @@ def test_bad_spec_is_one_clear_line(tmp_path: Path, field: str, value: Any, mess
     assert str(err.value) == f"{path}: {message}"  # the whole line: file, field and what is wrong, nothing more
 
 
+# A user trainer's spec (bench.trainer's contract): no task or model, its own metric, direction and worst score.
+USER: dict[str, Any] = {
+    "name": "user_demo", "trainer": {"name": "tests.accuracy_trainer:fit"}, "scientific": {"width": [2, 4]},
+    "metric": {"name": "accuracy", "direction": "maximize", "worst": 0.5},
+    "search_space": {"lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True}},
+    "budget": {"studies": 1, "trials": 2, "epochs": 3},
+}
+_SCI = {"depths": None, "model.cell": None}  # arms declared in [scientific] instead of the depths shorthand
+_MATCHED_WIDTHS = {"depths": None, "model.hidden": None, "scientific.hidden": [8, 16], "model.capacity":
+                   "matched_params", "model.target_params": 5000}
+
+
+def _edit(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """base with dotted fields set (None deletes one)."""
+    data = copy.deepcopy(base)
+    for path, value in changes.items():
+        keys = path.split(".")
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        if value is None:
+            node.pop(keys[-1], None)
+        else:
+            node[keys[-1]] = value
+    return data
+
+
+# Mistakes that take more than one field to make, or a user trainer's spec: (base, changes, the whole message).
+EDITS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
+    (TINY, _MATCHED_WIDTHS,
+     'scientific.hidden: cannot be compared under model.capacity = "matched_params" (that solves the hidden size per '
+     'arm); use capacity = "fixed_width"'),
+    (TINY, {"budget": 3}, "budget: must be a table, got int"),
+    (TINY, {"budget.clip_norm": math.inf}, "budget.clip_norm: must be finite, got inf"),
+    (TINY, {"task.name": ""}, "task.name: must not be empty"),
+    (TINY, {"task.sub": {"a": 1}}, "task.sub: nested tables are not task parameters"),
+    (TINY, {"search_space.lr.step": 0.01}, "search_space.lr.step: cannot be combined with log = true"),
+    (TINY, {"search_space.dropout.step": -0.1}, "search_space.dropout.step: must be above 0, got -0.1"),
+    (TINY, {"search_space.init.choices": [1]}, "search_space.init.choices[0]: init must be a name, got 1"),
+    (TINY, {"fixed.weight_decay": "x"}, "fixed.weight_decay: weight_decay must be a number, got 'x'"),
+    (TINY, {"scientific.depth": [1, 2]},
+     "depths: is shorthand for [scientific] depth = [...]; give one or the other, not both"),
+    (TINY, {"depths": None},
+     "scientific: missing: declare what the arms compare, e.g. [scientific] depth = [1, 2] (or the shorthand depths "
+     "= [1, 2])"),
+    (TINY, {"depths": None, "scientific.depth": 3}, "scientific.depth: must be a non-empty list of values, got 3"),
+    (TINY, {"depths": None, "scientific.depth": [2]}, "scientific: gives 1 arm; a comparison needs at least 2"),
+    (TINY, {**_SCI, "scientific.depth": [1], "scientific.cell": ["lstm", "rnn"]},
+     "scientific.cell[1]: 'rnn' is not one of: lstm, gru"),
+    (TINY, {"depths": None, "scientific.colour": [1, 2]},
+     "scientific.colour: unknown scientific hyperparameter (the built-in model's are: depth, hidden, cell, "
+     "embedding; a [trainer] of your own may take any)"),
+    (TINY, {"fixed.depth": 2}, "fixed.depth: depth is scientific (its values are the arms); remove it from [fixed]"),
+    (TINY, {"evaluation.seeds": 2, "baseline.from_depth": 1, "baseline.from_arm": {"depth": 1}},
+     "baseline.from_arm: give from_depth or from_arm, not both"),
+    (TINY, {**_SCI, "scientific.depth": [1, 2], "scientific.cell": ["lstm", "gru"], "evaluation.seeds": 2,
+     "baseline.from_depth": 1},
+     "baseline.from_depth: names a depth, but the arms differ in depth, cell; use from_arm = { ... } with a value "
+     "for each"),
+    (TINY, {"evaluation.seeds": 2, "baseline.from_depth": 3}, "baseline.from_depth: 3 is not one of the depths [1, 2]"),
+    (TINY, {"evaluation.seeds": 2, "baseline.from_arm": {"cell": "gru"}},
+     "baseline.from_arm: must give exactly the scientific hyperparameters: depth"),
+    (TINY, {"evaluation.seeds": 2, "baseline.from_arm": {"depth": 5}},
+     "baseline.from_arm.depth: 5 is not one of the arms' values [1, 2]"),
+    (TINY, {"evaluation.seeds": 2, "baseline.from_arm": {"depth": 1.0}},
+     "baseline.from_arm.depth: 1.0 is not one of the arms' values [1, 2]"),
+    (TINY, {"analysis.alpha": 0.5}, "analysis.alpha: must be above 0 and below 0.5, got 0.5"),
+    (TINY, {"analysis.min_effect": 10.0},
+     "analysis.min_effect: must be from 0 to 10 (a relative difference), got 10.0"),
+    (TINY, {"budget.studies": 101}, "budget.studies: 101 is more than 100"),
+    (TINY, {"budget.trials": 100001}, "budget.trials: 100001 is more than 100000"),
+    (TINY, {"evaluation.seeds": 1001}, "evaluation.seeds: 1001 is more than 1000"),
+    (TINY, {"metric.worst": 1.0},
+     "metric.worst: only applies to a [trainer] of your own (the built-in scores a diverged run at its task's "
+     "trivial loss)"),
+    (TINY, {"metric.name": "accuracy"}, "metric.name: 'accuracy' is not one of: val_loss"),
+    (TINY, {"trainer.name": "tests.accuracy_trainer:fit"},
+     "task: is not used with a [trainer] (a user trainer makes its own data and model); remove it, or remove "
+     "[trainer] to train bench's LSTM/GRU"),
+    (USER, {"trainer.name": "nocolon"}, "trainer.name: 'nocolon' is not of the form 'package.module:function'"),
+    (USER, {"trainer.name": ":fit"}, "trainer.name: ':fit' is not of the form 'package.module:function'"),
+    (USER, {"metric.name": "has space"}, "metric.name: 'has space' must be 1-64 letters, digits, '_', '-' or '.'"),
+    (USER, {"metric.worst": 0.0},
+     'metric.worst: must be above 0 with direction = "maximize" (the report compares geometric means), got 0.0: use '
+     "the score of a run that learned nothing, e.g. the accuracy of guessing"),
+    (USER, {"metric.worst": None},
+     "metric.worst: required with a [trainer]: the score of a run that diverged or learned nothing, the same for "
+     "every arm (e.g. the loss of predicting the mean, or the accuracy of guessing)"),
+    (USER, {"metric.direction": "up"}, "metric.direction: 'up' is not one of: minimize, maximize"),
+    (USER, {"search_space.bad-name": {"type": "float", "low": 0.0, "high": 1.0}},
+     "search_space.bad-name: a parameter name must be a Python identifier"),
+    (USER, {"search_space.opt": {"type": "categorical", "choices": ["a", [1, 2]]}},
+     "search_space.opt.choices[1]: must be a string, number or boolean, got [1, 2]"),
+    (USER, {"scientific": {"bad-name": [1, 2]}},
+     "scientific.bad-name: a scientific hyperparameter's name must be a Python identifier"),
+    (USER, {"scientific.width": [1, [2]]}, "scientific.width[1]: must be a string, number or boolean, got [2]"),
+    (USER, {"scientific.width": ["a", "a"]}, "scientific.width: must not repeat a value"),
+    (USER, {"model.hidden": 8},
+     "model: is not used with a [trainer] (a user trainer makes its own data and model); remove it, or remove "
+     "[trainer] to train bench's LSTM/GRU"),
+]
+
+
+
+@pytest.mark.parametrize("base,changes,message", EDITS, ids=[e[2].split(":")[0] for e in EDITS])
+def test_bad_arms_limits_and_user_specs_are_one_clear_line(tmp_path: Path, base: dict[str, Any],
+                                                          changes: dict[str, Any], message: str) -> None:
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps(_edit(base, changes)))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
+def test_user_spec_and_arm_lookups(tmp_path: Path) -> None:
+    path = tmp_path / "u.json"
+    path.write_text(json.dumps(_edit(USER, {"baseline.from_arm": {"width": 4}, "evaluation.seeds": 2})))
+    spec = load_spec(path)
+    assert (spec.trainer, spec.metric, spec.direction, spec.worst, spec.task) == (
+        "tests.accuracy_trainer:fit", "accuracy", "maximize", 0.5, None)
+    assert [a.label for a in spec.arms] == ["width 2", "width 4"] and spec.sign == -1
+    assert spec.transfer_arm == spec.arm('{"width":4}') and spec.baseline_from_arm == (("width", 4),)
+    with pytest.raises(KeyError):
+        spec.arm('{"width":3}')
+    assert spec.arm_depth(spec.arms[0]) is None  # a user trainer's arms have no depth unless they name one
+    with pytest.raises(ValueError, match=r"direction must be one of \('minimize', 'maximize'\), got 'up'"):
+        loss_sign("up")
+    assert (loss_sign("minimize"), loss_sign("maximize")) == (1, -1)
+
+
 def test_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="no such file"):
         load_spec(tmp_path / "missing.toml")
@@ -140,6 +272,19 @@ def test_unreadable_files(tmp_path: Path) -> None:
     bad.write_text("name = \n")
     with pytest.raises(SpecError, match=r"bad.toml: not valid TOML"):
         load_spec(bad)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{\"name\": ")
+    with pytest.raises(SpecError, match=r"^\S+broken.json: not valid JSON: Expecting value: line 1 column 10"):
+        load_spec(broken)
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    with pytest.raises(SpecError) as err:
+        load_spec(listed)
+    assert str(err.value) == f"{listed}: the top level must be a table of the spec's fields"
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    with pytest.raises(SpecError, match=r"folder.toml: cannot read: \[Errno 21\] Is a directory"):
+        load_spec(folder)
 
 
 def test_valid_spec_is_frozen_and_hash_is_canonical(tmp_path: Path) -> None:
