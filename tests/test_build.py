@@ -319,16 +319,18 @@ def _curve(median: list[float], *studies: tuple[list[float], list[float]]) -> di
 
 def test_budget_analysis_by_hand() -> None:
     """A leads at 3 trials (0.4 < 0.42); at B's compute (median final seconds 2.5 < A's 4.5) B leads: A's studies
-    stand at 0.5 (2 s) and, having spent 3 s on its first trial, at the worst first score 1.0 (median 0.75); B's
-    at 0.45 and 0.7 (its second trial ends at exactly 2.5 s: median 0.575). The medians cross after trial 1."""
+    stand at 0.5 (2 s) and, having spent 3 s on its first trial, at the worst first score of any study, 1.25
+    (median 0.875); B's at 0.45 and 0.7 (its second trial ends at 2.5 s, within rounding: median 0.575). The
+    medians cross after trial 1."""
     tuning = {
-        "A": _curve([0.95, 0.55, 0.4], ([0.9, 0.5, 0.4], [1.0, 2.0, 3.0]), ([1.0, 0.6, 0.4], [3.0, 4.0, 6.0])),
-        "B": _curve([0.8, 0.7, 0.42], ([0.8, 0.7, 0.45], [1.0, 1.5, 2.0]), ([0.8, 0.7, 0.39], [1.0, 2.5, 3.0])),
+        "A": _curve([1.075, 0.55, 0.4], ([0.9, 0.5, 0.4], [1.0, 2.0, 3.0]), ([1.25, 0.6, 0.4], [3.0, 4.0, 6.0])),
+        "B": _curve([0.8, 0.7, 0.42], ([0.8, 0.7, 0.45], [1.0, 1.5, 2.0]),
+                    ([0.8, 0.7, 0.39], [1.0, 2.5 * (1 + 1e-9), 3.0])),
         "C": None,
     }
     assert budget_analysis(tuning, "minimize") == {
         "equal_trials": {"n": 3, "ranking": ["A", "B"], "values": {"A": 0.4, "B": 0.42}},
-        "equal_compute": {"seconds": 2.5, "ranking": ["B", "A"], "values": {"A": 0.75, "B": 0.575}},
+        "equal_compute": {"seconds": 2.5, "ranking": ["B", "A"], "values": {"A": 0.875, "B": 0.575}},
         "agree": False, "crossings": [{"a": "A", "b": "B", "at_n": [2], "ahead_at_end": "A"}], "target": 0.4,
         # A's studies both reach 0.4 at trial 3 (3 s, 6 s); one of B's does (0.39 at trial 3), so half of B's
         # studies never reach it: the median is not finite and is reported as None.
