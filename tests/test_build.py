@@ -357,6 +357,22 @@ def test_budget_analysis_maximizing_and_uneven_lengths() -> None:
                                 "B": {"trials": None, "seconds": None, "studies_reached": 0, "studies": 1}}
 
 
+def test_budget_analysis_second_arm_ahead_after_a_tie() -> None:
+    """B behind at trial 1, level at 2 (a tie is no crossing), ahead at 3: one crossing, at trial 3, with B ahead at
+    the end and ranked first; A never reaches B's 0.4."""
+    tuning: dict[str, dict[str, Any] | None] = {
+        "A": _curve([0.5, 0.45, 0.45], ([0.5, 0.45, 0.45], [1.0, 2.0, 3.0])),
+        "B": _curve([0.6, 0.45, 0.4], ([0.6, 0.45, 0.4], [1.0, 2.0, 3.0])),
+    }
+    assert budget_analysis(tuning, "minimize") == {
+        "equal_trials": {"n": 3, "ranking": ["B", "A"], "values": {"A": 0.45, "B": 0.4}},
+        "equal_compute": {"seconds": 3.0, "ranking": ["B", "A"], "values": {"A": 0.45, "B": 0.4}},
+        "agree": True, "crossings": [{"a": "A", "b": "B", "at_n": [3], "ahead_at_end": "B"}], "target": 0.4,
+        "to_target": {"A": {"trials": None, "seconds": None, "studies_reached": 0, "studies": 1},
+                      "B": {"trials": 3, "seconds": 3.0, "studies_reached": 1, "studies": 1}},
+    }
+
+
 # ---------------------------------------------------------------- re-evaluation
 
 
