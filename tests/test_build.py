@@ -373,6 +373,19 @@ def test_budget_analysis_second_arm_ahead_after_a_tie() -> None:
     }
 
 
+def test_budget_to_target_allows_rounding_only() -> None:
+    """A study reaches the target when its best is within a relative 1e-9 of it (float noise), not 1e-9 beyond."""
+    target = 0.4
+    tuning: dict[str, dict[str, Any] | None] = {
+        "A": _curve([target], ([target], [1.0])),
+        "B": _curve([0.5], ([0.6, target * (1 + 5e-10)], [1.0, 2.0]), ([0.6, target + 1e-9], [1.0, 2.0]),
+                    ([0.5, 0.5], [1.0, 2.0])),
+    }
+    got = budget_analysis(tuning, "minimize")
+    assert got["target"] == target and got["to_target"]["B"] == {"trials": None, "seconds": None,
+                                                                "studies_reached": 1, "studies": 3}
+
+
 # ---------------------------------------------------------------- re-evaluation
 
 
