@@ -240,6 +240,23 @@ def test_missing_lists_every_unfinished_phase(spec: Spec) -> None:
     assert missing(collected(none, []), [tuned]) == ["depth 1 study 2: 2/3 tuning trials finished"]
 
 
+def test_missing_counts_at_their_edges(spec: Spec) -> None:
+    """One fresh seed is an evaluation phase; no [baseline], no baseline runs expected; fewer evaluation slots than
+    seeds x studies (not yet made) expect seeds x top_k x studies; exactly seeds x studies slots under top_k = 2
+    (a study with one config to re-evaluate) expect just those."""
+    a1, a2 = spec.arms
+    plain = dataclasses.replace(spec, baseline=(), evaluation=dataclasses.replace(spec.evaluation, seeds=1))
+    three = [slot(a1, k, 0, role="eval") for k in range(3)] + [slot(a2, 0, 0, role="eval")]
+    assert missing(collected(plain, [], three), []) == ["depth 2: 1/3 re-evaluation runs finished"]
+    assert missing(collected(spec, [], three[:3] + [slot(a, 0, s, role="baseline") for a in (a1, a2)
+                                                    for s in range(2)]), []) == [
+        "depth 1: 3/6 re-evaluation runs finished", "depth 2: 0/6 re-evaluation runs finished"]
+    top2 = dataclasses.replace(plain, evaluation=dataclasses.replace(plain.evaluation, seeds=2, top_k=2))
+    six = [slot(a, k, s, role="eval") for a in (a1, a2) for k in range(3) for s in range(2)]
+    six[0]["state"] = "free"
+    assert missing(collected(top2, [], six), []) == ["depth 1: 5/6 re-evaluation runs finished"]
+
+
 # ---------------------------------------------------------------- tuning curves and budgets
 
 
