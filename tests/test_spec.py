@@ -30,18 +30,24 @@ from bench.spec import (
 from tests.conftest import TINY
 
 
+def _edit(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """base with dotted fields set (None deletes one)."""
+    data = copy.deepcopy(base)
+    for path, value in changes.items():
+        keys = path.split(".")
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        if value is None:
+            node.pop(keys[-1], None)
+        else:
+            node[keys[-1]] = value
+    return data
+
+
 def _with(path: str, value: Any) -> dict[str, Any]:
     """TINY with one dotted field set (value None deletes it)."""
-    data = copy.deepcopy(TINY)
-    keys = path.split(".")
-    node = data
-    for k in keys[:-1]:
-        node = node.setdefault(k, {})
-    if value is None:
-        node.pop(keys[-1], None)
-    else:
-        node[keys[-1]] = value
-    return data
+    return _edit(TINY, {path: value})
 
 
 BAD = [
@@ -145,21 +151,6 @@ USER: dict[str, Any] = {
 _SCI = {"depths": None, "model.cell": None}  # arms declared in [scientific] instead of the depths shorthand
 _MATCHED_WIDTHS = {"depths": None, "model.hidden": None, "scientific.hidden": [8, 16], "model.capacity":
                    "matched_params", "model.target_params": 5000}
-
-
-def _edit(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """base with dotted fields set (None deletes one)."""
-    data = copy.deepcopy(base)
-    for path, value in changes.items():
-        keys = path.split(".")
-        node = data
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-        if value is None:
-            node.pop(keys[-1], None)
-        else:
-            node[keys[-1]] = value
-    return data
 
 
 # Mistakes that take more than one field to make, or a user trainer's spec: (base, changes, the whole message).
