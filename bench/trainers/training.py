@@ -131,7 +131,9 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, split: Spli
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-        if not torch.isfinite(loss.detach() + norm):  # one sync per step; stop before NaN reaches the weights
+        # One sync per step; stop before NaN reaches the weights. Each tested alone: a sum of two finite values
+        # can overflow float32 and would read as divergence.
+        if not bool(torch.isfinite(loss.detach()) & torch.isfinite(norm)):
             return False
         optimizer.step()
     return True
