@@ -8,6 +8,7 @@ import json
 import math
 import random
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from bench.spec import (
     MAX_WIDTH,
     Hparams,
+    ModelSpec,
     SpecError,
     canonical_json,
     diff_fields,
@@ -91,6 +93,7 @@ BAD = [
     ("sampler.kind", "grid", "sampler.kind: 'grid' is not one of: tpe, random, qmc"),
     ("pruner.kind", "asha", "pruner.kind: 'asha' is not one of: none, median, hyperband"),
     ("model.cell", "rnn", "model.cell: 'rnn' is not one of: lstm, gru"),
+    ("model.capacity", "huge", "model.capacity: 'huge' is not one of: fixed_width, matched_params"),
     ("model.hidden", 0, "model.hidden: must be at least 1, got 0"),
     ("model.capacity", "matched_params", 'model.target_params: required when capacity = "matched_params"'),
     ("model.target_params", 5000, 'model.target_params: only applies when capacity = "matched_params"'),
@@ -248,12 +251,24 @@ def test_user_spec_and_arm_lookups(tmp_path: Path) -> None:
         "tests.accuracy_trainer:fit", "accuracy", "maximize", 0.5, None)
     assert [a.label for a in spec.arms] == ["width 2", "width 4"] and spec.sign == -1
     assert spec.transfer_arm == spec.arm('{"width":4}') and spec.baseline_from_arm == (("width", 4),)
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError) as missing:
         spec.arm('{"width":3}')
+    assert missing.value.args == ('{"width":3}',)  # names the key it could not find
     assert spec.arm_depth(spec.arms[0]) is None  # a user trainer's arms have no depth unless they name one
     with pytest.raises(ValueError, match=r"direction must be one of \('minimize', 'maximize'\), got 'up'"):
         loss_sign("up")
     assert (loss_sign("minimize"), loss_sign("maximize")) == (1, -1)
+
+
+def test_model_for_puts_the_arm_values_and_its_solved_width_in() -> None:
+    """An arm's model is [model] with the arm's values; under matched_params across arms that differ in more than
+    depth, the width solved for that arm (hidden_by_arm, set by validation) becomes its only hidden_by_depth."""
+    spec = parse_spec(_edit(TINY, {**_SCI, "scientific.cell": ["lstm", "gru"], "model.depth": 2}))
+    lstm, gru = spec.arms
+    solved = replace(spec, model=replace(spec.model, hidden_by_arm=((gru.key, 12),)))
+    assert solved.model_for(gru) == replace(spec.model, cell="gru", hidden_by_depth=((2, 12),), hidden_by_arm=())
+    assert solved.model_for(lstm) == replace(solved.model, cell="lstm")  # nothing solved for it: [model] as given
+    assert spec.model_for(gru) == replace(spec.model, cell="gru")
 
 
 def test_unreadable_files(tmp_path: Path) -> None:
@@ -306,6 +321,13 @@ def test_shipped_specs_load_and_cover_every_builtin_task() -> None:
     assert tasks == set(BUILTIN)
     for path in sorted((root / "studies" / "suites").glob("*.toml")):
         assert {m.spec.task.name for m in load_suite(path).members if m.spec.task} <= set(BUILTIN)
+
+
+def test_omitted_fields_take_their_defaults() -> None:
+    spec = parse_spec(_edit(TINY, {"task.data_seed": None, "model": {}, "budget.studies": None,
+                                   "budget.batch_size": None}))
+    assert spec.task.data_seed == 0 and spec.model == ModelSpec()
+    assert (spec.budget.studies, spec.budget.batch_size, spec.budget.clip_norm) == (3, 64, 1.0)
 
 
 def test_hparams_merge_defaults_fixed_sampled() -> None:
