@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 SPEC   ?= studies/quickstart.toml
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install clean benchmark chromium study study-snapshot mutation mutation-score seeded-bugs
+.PHONY: run test lint install clean benchmark chromium study study-snapshot mutation mutation-score mutation-sample seeded-bugs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,18 @@ mutation: install
 
 mutation-score: install
 	$(BIN)/python tests/mutation_score.py $(MODULE)
+
+# An estimate with a 95% interval when a complete run does not fit the time at hand: N mutants per module drawn
+# at random (SEED), run, and scored alone. The first call generates mutants/ (mutmut's clean-test phase, minutes).
+#   make mutation-sample N=40                  every configured module
+#   make mutation-sample N=60 MODULE=bench.spec
+N ?= 40
+SEED ?= 0
+mutation-sample: install
+	test -d mutants || OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run --max-children 1 "bench.no_such_module"
+	$(BIN)/python tests/mutation_score.py $(MODULE) --draw $(N) --seed $(SEED)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run --max-children 1 $$(cat mutants/sample.txt)
+	$(BIN)/python tests/mutation_score.py $(MODULE) --sample
 
 # The one-line bugs of issue 12, each applied alone: every one must make its tests fail (tests/seeded_bugs.py).
 seeded-bugs: install

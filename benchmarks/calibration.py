@@ -25,15 +25,21 @@ coverage of its ratio interval, the coverage of the stratified-bootstrap IQM and
 Friedman (permutation p, and the Iman-Davenport F beside it) / Nemenyi rates among identical arms.
 docs/suite_statistics.md records the figures.
 
-Run: python benchmarks/calibration.py [--reps N] [--seed S] [--suite-only]
+A last line checks the one interval bench prints about its own tests: the mutation score estimated from a random
+sample of each module's mutants (tests/mutation_score.py --sample, exact Clopper-Pearson), drawn without
+replacement from a module of 600 mutants whose true share caught is known.
+
+Run: python benchmarks/calibration.py [--reps N] [--seed S] [--suite-only | --mutation-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -412,16 +418,53 @@ def experiment_figures(reps: int, seed: int) -> None:
     print(f"\n{time.perf_counter() - start:.0f} s")
 
 
+def _mutation_score_module() -> Any:
+    """tests/mutation_score.py loaded by path (a script beside the tests, not part of the bench package)."""
+    path = Path(__file__).resolve().parent.parent / "tests" / "mutation_score.py"
+    spec = importlib.util.spec_from_file_location("mutation_score", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def mutation_sample_coverage(share: float, reps: int, rng: np.random.Generator, population: int = 600,
+                             drawn: int = 60) -> tuple[int, int]:
+    """How often the sample interval holds the module's true share caught: `drawn` of `population` mutants
+    without replacement (hypergeometric), of which round(share * population) are caught."""
+    interval = _mutation_score_module().interval
+    caught = round(share * population)
+    truth = caught / population
+    hits = 0
+    for _ in range(reps):
+        low, high = interval(int(rng.hypergeometric(caught, population - caught, drawn)), drawn)
+        hits += low <= truth <= high
+    return hits, reps
+
+
+def mutation_figures(reps: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    print("| figure | scenario | measured | target |")
+    print("|---|---|---|---|")
+    for share in (0.80, 0.90, 0.97):
+        print(f"| coverage: mutation-score sample interval, 60 of 600 mutants | true share {share:.0%} | "
+              f"{_rate(*mutation_sample_coverage(share, reps, rng))} | ≥ 95% (exact) |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=1000, help="replicates per figure (Monte Carlo error ~ 1/sqrt)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--suite-only", action="store_true", help="print only the suite (across-tasks) figures")
+    ap.add_argument("--mutation-only", action="store_true", help="print only the mutation-score sample figure")
     args = ap.parse_args()
-    if not args.suite_only:
+    if not (args.suite_only or args.mutation_only):
         experiment_figures(args.reps, args.seed)
         print()
-    suite_figures(args.reps, args.seed)
+    if not args.mutation_only:
+        suite_figures(args.reps, args.seed)
+        print()
+    mutation_figures(args.reps, args.seed)
 
 
 if __name__ == "__main__":
