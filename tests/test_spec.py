@@ -157,7 +157,23 @@ _MATCHED_WIDTHS = {"depths": None, "model.hidden": None, "scientific.hidden": [8
 
 
 # Mistakes that take more than one field to make, or a user trainer's spec: (base, changes, the whole message).
+_CELLS = {**_SCI, "scientific.cell": ["lstm", "gru"]}  # depth not scientific: [model] depth is then checked
+_MATCHED = {"model.capacity": "matched_params"}
 EDITS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
+    # every lower and upper limit of spec.py's _positive / _at_most checks, each alone
+    (TINY, {**_CELLS, "model.depth": 0}, "model.depth: must be at least 1, got 0"),
+    (TINY, {**_CELLS, "model.depth": 65}, "model.depth: 65 exceeds the maximum of 64"),
+    (TINY, {"model.embedding": 0}, "model.embedding: must be at least 1, got 0"),
+    (TINY, {**_MATCHED, "model.target_params": 99}, "model.target_params: must be at least 100, got 99"),
+    (TINY, {**_MATCHED, "model.target_params": 10**10 + 1},
+     "model.target_params: 10000000001 exceeds the maximum of 10000000000"),
+    (TINY, {"budget.epochs": 0}, "budget.epochs: must be at least 1, got 0"),
+    (TINY, {"budget.studies": 0}, "budget.studies: must be at least 1, got 0"),
+    (TINY, {"evaluation.seed_offset": -1}, "evaluation.seed_offset: must be at least 0, got -1"),
+    (TINY, {"pruner.kind": "median", "pruner.n_startup_trials": -1},
+     "pruner.n_startup_trials: must be at least 0, got -1"),
+    (TINY, {"pruner.kind": "median", "pruner.n_warmup_steps": -1}, "pruner.n_warmup_steps: must be at least 0, got -1"),
+    (TINY, {"sampler.n_startup_trials": 0}, "sampler.n_startup_trials: must be at least 1, got 0"),
     (TINY, _MATCHED_WIDTHS,
      'scientific.hidden: cannot be compared under model.capacity = "matched_params" (that solves the hidden size per '
      'arm); use capacity = "fixed_width"'),
@@ -255,6 +271,9 @@ def test_user_spec_and_arm_lookups(tmp_path: Path) -> None:
         spec.arm('{"width":3}')
     assert missing.value.args == ('{"width":3}',)  # names the key it could not find
     assert spec.arm_depth(spec.arms[0]) is None  # a user trainer's arms have no depth unless they name one
+    for depths, want in (([1, 3], [1, 3]), (["shallow", "deep"], [None, None]), ([True, False], [None, None])):
+        named = parse_spec(_edit(USER, {"scientific": {"depth": depths}}))
+        assert [named.arm_depth(a) for a in named.arms] == want  # an integer depth only (a bool is not one)
     with pytest.raises(ValueError, match=r"direction must be one of \('minimize', 'maximize'\), got 'up'"):
         loss_sign("up")
     assert (loss_sign("minimize"), loss_sign("maximize")) == (1, -1)
