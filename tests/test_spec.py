@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import copy
 import datetime
 import json
@@ -174,6 +175,7 @@ EDITS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
      "pruner.n_startup_trials: must be at least 0, got -1"),
     (TINY, {"pruner.kind": "median", "pruner.n_warmup_steps": -1}, "pruner.n_warmup_steps: must be at least 0, got -1"),
     (TINY, {"sampler.n_startup_trials": 0}, "sampler.n_startup_trials: must be at least 1, got 0"),
+    (USER, {"metric.extra": 1}, "metric.extra: unknown field (expected one of: direction, name, worst)"),
     (TINY, _MATCHED_WIDTHS,
      'scientific.hidden: cannot be compared under model.capacity = "matched_params" (that solves the hidden size per '
      'arm); use capacity = "fixed_width"'),
@@ -310,6 +312,23 @@ def test_unreadable_files(tmp_path: Path) -> None:
     folder.mkdir()
     with pytest.raises(SpecError, match=r"folder.toml: cannot read: \[Errno 21\] Is a directory"):
         load_spec(folder)
+
+
+def test_spec_files_are_read_as_utf8_whatever_the_locale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spec written on one machine reads the same on another: the file's encoding is named, not the locale's
+    (which is what Path.read_text falls back to)."""
+    encodings: list[object] = []
+    real = Path.read_text
+
+    def spy(self: Path, encoding: str | None = None, errors: str | None = None) -> str:
+        encodings.append(encoding)
+        return real(self, encoding=encoding, errors=errors)
+
+    monkeypatch.setattr(Path, "read_text", spy)
+    path = tmp_path / "café.toml"
+    path.write_text("# written in a café\n" + tomli_w.dumps(TINY), encoding="utf-8")
+    assert load_spec(path).name == "tiny"
+    assert len(encodings) == 1 and isinstance(encodings[0], str) and codecs.lookup(encodings[0]).name == "utf-8"
 
 
 def test_valid_spec_is_frozen_and_hash_is_canonical(tmp_path: Path) -> None:
