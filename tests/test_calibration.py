@@ -68,3 +68,10 @@ def test_fast_path_decides_exactly_as_the_report() -> None:
         assert full["groups"] == fast["groups"] and full["winner"] == fast["winner"]
         assert all(p["p_a_better_ci"] is None for p in fast["pairs"])
         assert stats.compare_means(units["arm 0"], units["arm 1"], p_better_interval=False)["p_a_better"] is None
+
+
+def test_mutation_sample_interval_covers_the_true_share() -> None:
+    """60 of 600 mutants at a true 90% caught: the exact interval covers at least 95% of the time (measured 97.7%
+    on 2000 replicates)."""
+    hits, n = cal.mutation_sample_coverage(0.9, 300, np.random.default_rng(15))
+    assert n == 300 and hits / n >= 0.93  # 300 draws at a true 97.7% fall to 93% with probability below 1e-4
