@@ -199,3 +199,14 @@ def test_fixed_runs_record_seed_and_test_score_and_an_unasked_prune_is_a_diverge
     assert out.outcome == "diverged" and out.value == math.inf and 0 <= out.seconds <= wall
     assert out.attrs == {"seconds": round(out.seconds, 4), "n_params": None, "epochs_run": 1, "diverged": True,
                          "val_losses": [0.5], "seed": 3, "test_loss": None, "diverged_reason": objective.PRUNED_FIXED}
+
+
+def test_recorded_seconds_are_rounded_to_four_places_and_the_outcome_keeps_them_whole() -> None:
+    """A stubbed run is too quick to tell 4 places from none (both round to 0), so _outcome on a stated time."""
+    from bench.trainer import Checked, Reporter
+
+    reporter = Reporter()
+    reporter(0, 0.75)
+    out = objective._outcome(_user_spec("good"), Checked(0.75, None, 7, {}), 1.23456789, reporter, {})
+    assert out.seconds == 1.23456789 and out.attrs["seconds"] == 1.2346
+    assert out.attrs == {"seconds": 1.2346, "n_params": 7, "epochs_run": 1, "diverged": False, "val_losses": [0.75]}

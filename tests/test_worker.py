@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -521,3 +522,43 @@ def test_a_suite_worker_waits_a_poll_while_others_hold_the_last_slots(tmp_path: 
     suite = worker_mod.SuiteWorker([(spec, exp)], sqlite_url, worker_mod.WorkerOptions(poll_seconds=0.25))
     assert suite.run().finished == {}
     assert sleeps == [0.25]
+
+
+def test_the_heartbeat_watch_stops_the_main_thread_when_the_parent_is_gone(tmp_path: Path, sqlite_url: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no parent-death signal exists, the heartbeat thread polls the parent and, once it is gone, sends
+    SIGTERM to the main thread itself (not the process: the signal could land on the beating thread)."""
+    import threading
+
+    spec = load_spec(tiny_spec(tmp_path, depths=[1], budget={"trials": 1}))
+    init_experiment(spec, sqlite_url)
+    loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url),
+                                 worker_mod.WorkerOptions(heartbeat_seconds=0.05))
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(worker_mod.signal, "pthread_kill", lambda ident, sig: sent.append((ident, sig)))
+    loop._watch_parent = os.getppid() + 1  # "the parent we were started by is no longer our parent"
+    loop._heartbeat_loop()  # returns once it has signalled
+    assert sent == [(threading.main_thread().ident, signal.SIGTERM)]
+
+
+def test_orphan_running_trials_are_failed_once_older_than_a_lease(tmp_path: Path, sqlite_url: str) -> None:
+    """A RUNNING tuning trial that no claimed slot owns (a retried write's twin) is failed when older than a lease,
+    and left alone while younger: its slot may yet be claimed by the worker that is creating it."""
+    spec = load_spec(tiny_spec(tmp_path, depths=[1], budget={"trials": 2}))
+    init_experiment(spec, sqlite_url)
+
+    def sweep(lease: float) -> TrialState:
+        loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url),
+                                     worker_mod.WorkerOptions(lease_seconds=lease))
+        loop._sweep_orphans()
+        (ft,) = loop.study(spec.arms[0].key, "tune", 0).get_trials(deepcopy=False)
+        return ft.state
+
+    loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url), worker_mod.WorkerOptions())
+    ghost = loop.study(spec.arms[0].key, "tune", 0).ask()
+    assert sweep(3600.0) == TrialState.RUNNING  # younger than an hour's lease
+    started = ghost.datetime_start
+    assert started is not None
+    while datetime.now() - started <= timedelta(milliseconds=1):  # a condition: a millisecond has passed
+        time.sleep(0.001)
+    assert sweep(0.001) == TrialState.FAIL
