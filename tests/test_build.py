@@ -467,6 +467,11 @@ def test_seeds_summary_by_hand(spec: Spec) -> None:
         "tuner_optimism": pytest.approx(float(np.median(opt))),
     }
     assert got["tuner_optimism"] == pytest.approx((-0.12 / math.sqrt(0.0008) - 0.05 / math.sqrt(0.005)) / 2)
+    # Maximizing (a worst score of 0.01, below every value): the same values read the other way, so the
+    # optimism of each study flips sign (the tuning bests 0.3 and 0.5 lie below their seeds' means).
+    up = dataclasses.replace(spec, direction="maximize")
+    got_up = seeds_summary(collected(up, _evals(up)), a1, "eval", 0.01, tuned)
+    assert got_up is not None and got_up["tuner_optimism"] == pytest.approx(-got["tuner_optimism"])
     assert seeds_summary(collected(spec, _evals(spec)), spec.arms[1], "eval", WORST, tuned) is None
     no_best = {"studies": [{"study": k, "best_value": None} for k in range(3)]}
     blind = seeds_summary(collected(spec, _evals(spec)), a1, "eval", WORST, no_best)

@@ -601,3 +601,11 @@ def test_verdict_says_when_arms_learned_nothing_and_names_significant_equivalent
     assert "No detectable difference" not in text, text
     assert "depth 2, depth 3, depth 6 scored the worst value (3) on every seed" in text
     assert "Significant, but not shown to exceed the practical threshold of 10%: depth 1 / depth 2 0.95×" in text
+
+
+def test_still_improving_over_the_whole_budget_compares_first_and_last_trial() -> None:
+    """tail = 1 on 5 trials: k = min(N - 1, round(1 * 5)) = 4, the gain is curve[0] - curve[4] = 1.0 - 0.5 = 0.5,
+    above a noise of 0.1; a k of 5 would wrap to curve[-1] and see no gain at all."""
+    curve = [1.0, 0.9, 0.8, 0.7, 0.5]
+    assert still_improving([curve], 0.1, tail=1.0)
+    assert not still_improving([curve], 0.6, tail=1.0)  # 0.5 is within that noise
