@@ -82,6 +82,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--survivors", action="store_true", help="list the surviving, non-equivalent mutants")
     ap.add_argument("--draw", type=int, metavar="N", help="draw N mutants per module into mutants/sample.txt")
     ap.add_argument("--seed", type=int, default=0, help="seed of --draw")
+    ap.add_argument("--exclude", type=Path, help="with --draw: leave out the names in this file (an earlier sample "
+                    "whose survivors tests were since written from, so that it no longer estimates the score)")
     ap.add_argument("--sample", action="store_true", help="score only the drawn mutants, with 95%% intervals")
     args = ap.parse_args(argv)
     status = {k: v for k, v in results().items() if fnmatch.fnmatch(k, args.prefix + "*")}
@@ -89,7 +91,8 @@ def main(argv: list[str]) -> int:
         print("no mutation results: run `make mutation MODULE=...` first")
         return 1
     if args.draw is not None:
-        chosen = draw(list(status), args.draw, args.seed)
+        used = set(args.exclude.read_text().split()) if args.exclude else set()
+        chosen = draw([k for k in status if k not in used], args.draw, args.seed)
         sample_file().write_text("\n".join(chosen) + "\n")
         print(f"{len(chosen)} mutants drawn into {sample_file().relative_to(ROOT)}")
         return 0

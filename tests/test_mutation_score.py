@@ -71,6 +71,11 @@ def test_draw_is_uniform_per_module_and_reproducible(root: Path, capsys: pytest.
     assert ms.main(["--draw", "2", "--seed", "3"]) == 0
     drawn = (root / "mutants" / "sample.txt").read_text().split()
     assert len(drawn) == 4 and {n.split(".x_")[0] for n in drawn} == {"a.b", "a.c"}
+    earlier = root / "earlier.txt"
+    earlier.write_text("\n".join(drawn))
+    assert ms.main(["--draw", "2", "--seed", "3", "--exclude", str(earlier)]) == 0
+    fresh = (root / "mutants" / "sample.txt").read_text().split()
+    assert len(fresh) == 4 and not set(fresh) & set(drawn)  # a second sample shares no mutant with the first
 
 
 def test_interval_matches_clopper_pearson_by_hand() -> None:
