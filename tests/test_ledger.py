@@ -298,3 +298,17 @@ def test_an_unreachable_database_is_reported_with_the_operation(what: str, call:
             call(Ledger(engine, 1))
     finally:
         engine.dispose()
+
+
+def test_migrate_adds_each_missing_record_column_after_present_ones(engine: Engine) -> None:
+    """A storage with some of the record columns (here the first, result, and seq) gains the others; a column
+    already there is skipped, not a reason to stop."""
+    for name in ("digest", "chain"):
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE {SLOTS.name} DROP COLUMN {name}")
+    assert ledger_mod.slot_columns(engine) >= {"result", "seq"}
+    assert not ledger_mod.slot_columns(engine) & {"digest", "chain"}
+    ledger_mod.migrate(engine)
+    assert ledger_mod.slot_columns(engine) >= set(ledger_mod.RECORD_COLUMNS)
+    ledger_mod.migrate(engine)  # again: nothing left to add
+    assert ledger_mod.slot_columns(engine) >= set(ledger_mod.RECORD_COLUMNS)

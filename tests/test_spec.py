@@ -176,6 +176,8 @@ EDITS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     (TINY, {"pruner.kind": "median", "pruner.n_warmup_steps": -1}, "pruner.n_warmup_steps: must be at least 0, got -1"),
     (TINY, {"sampler.n_startup_trials": 0}, "sampler.n_startup_trials: must be at least 1, got 0"),
     (USER, {"metric.extra": 1}, "metric.extra: unknown field (expected one of: direction, name, worst)"),
+    (USER, {"fixed.momentum": math.inf}, "fixed.momentum: must be finite, got inf"),  # a user trainer's value
+    ({**USER, "trainer": {"name": None}}, {}, "trainer.name: must be a string, got None"),  # JSON null
     (TINY, _MATCHED_WIDTHS,
      'scientific.hidden: cannot be compared under model.capacity = "matched_params" (that solves the hidden size per '
      'arm); use capacity = "fixed_width"'),
@@ -273,6 +275,7 @@ def test_user_spec_and_arm_lookups(tmp_path: Path) -> None:
         spec.arm('{"width":3}')
     assert missing.value.args == ('{"width":3}',)  # names the key it could not find
     assert spec.arm_depth(spec.arms[0]) is None  # a user trainer's arms have no depth unless they name one
+    assert parse_spec(_edit(USER, {"metric.name": None})).metric == "score"  # a user metric's default name
     for depths, want in (([1, 3], [1, 3]), (["shallow", "deep"], [None, None]), ([True, False], [None, None])):
         named = parse_spec(_edit(USER, {"scientific": {"depth": depths}}))
         assert [named.arm_depth(a) for a in named.arms] == want  # an integer depth only (a bool is not one)
