@@ -293,6 +293,9 @@ def test_model_for_puts_the_arm_values_and_its_solved_width_in() -> None:
     assert solved.model_for(gru) == replace(spec.model, cell="gru", hidden_by_depth=((2, 12),), hidden_by_arm=())
     assert solved.model_for(lstm) == replace(solved.model, cell="lstm")  # nothing solved for it: [model] as given
     assert spec.model_for(gru) == replace(spec.model, cell="gru")
+    stored = spec.to_dict()  # what is hashed: the arms under "scientific" (a depth-only spec keeps "depths")
+    assert stored["scientific"] == [["cell", ["lstm", "gru"]]] and "depths" not in stored
+    assert stored["model"]["depth"] == 2
 
 
 def test_unreadable_files(tmp_path: Path) -> None:
