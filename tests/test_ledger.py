@@ -162,6 +162,9 @@ def test_heartbeat_extends_the_lease(engine: Engine, monkeypatch: pytest.MonkeyP
     assert led.heartbeat(w, c.slot_id, 10)
     assert _slot(led, c.slot_id)["lease_expires"] == 1018.0
     assert led.workers()[0]["heartbeat_at"] == 1008.0
+    now[0] = 1009.0
+    assert led.heartbeat(w, None, 10) is True  # between slots: nothing to lose, only the worker's beat
+    assert led.workers()[0]["heartbeat_at"] == 1009.0 and _slot(led, c.slot_id)["lease_expires"] == 1018.0
     # Past the first lease but within the renewed one: a healthy worker's long trial is not taken away.
     now[0] = 1015.0
     other = led.register_worker("host", 2, "cpu")

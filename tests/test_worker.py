@@ -562,3 +562,34 @@ def test_orphan_running_trials_are_failed_once_older_than_a_lease(tmp_path: Path
     while datetime.now() - started <= timedelta(milliseconds=1):  # a condition: a millisecond has passed
         time.sleep(0.001)
     assert sweep(0.001) == TrialState.FAIL
+    (failed,) = loop.study(spec.arms[0].key, "tune", 0).get_trials(deepcopy=False)
+    assert failed.user_attrs["bench_lost"] == "orphan: no slot owns this trial"
+
+
+def test_one_look_after_tuning_queues_every_evaluation_and_the_transfer(tmp_path: Path, sqlite_url: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With follow-ups held back until tuning is over, one call queues the re-evaluation of every study (2 arms x
+    2 studies x top 1 x 2 seeds) and the transfer (2 arms x 2 seeds) together (in a normal run they arrive over
+    several calls, and a later call would repair one that dropped some). Each tuning trial's provenance names
+    its role."""
+    spec = load_spec(tiny_spec(tmp_path, budget={"trials": 2, "studies": 2}, baseline={"from_depth": 1},
+                               evaluation={"seeds": 2, "top_k": 1}))
+    init_experiment(spec, sqlite_url)
+
+    def tune(spec: Spec, arm: Arm, trial: optuna.Trial, *, device: str, seed: int) -> Outcome:
+        trial.report(0.5, 0)
+        return _complete()
+
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", tune)
+    loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url), worker_mod.WorkerOptions())
+    loop._add_followups = lambda: False  # type: ignore[method-assign]
+    assert loop.run().finished == {"complete": 8}
+    assert {s["role"] for s in loop.ledger.slots()} == {"tune"}
+    del loop._add_followups  # the method again
+    assert loop._add_followups() is True
+    roles = [s["role"] for s in loop.ledger.slots()]
+    assert (roles.count("tune"), roles.count("eval"), roles.count("transfer")) == (8, 8, 4)
+    for arm in spec.arms:
+        for k in range(2):
+            provenance = [t.user_attrs[worker_mod.PROVENANCE_ATTR] for t in loop.study(arm.key, "tune", k).get_trials()]
+            assert [(p["role"], p["study"]) for p in provenance] == [("tune", k), ("tune", k)]
