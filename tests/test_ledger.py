@@ -288,6 +288,7 @@ _UNREACHABLE_CALLS = [
     ("reading workers", lambda led: led.workers()),
     ("reading experiment", lambda led: Ledger.find_experiment(led.engine, "led")),
     ("inspecting storage", lambda led: ledger_mod.has_schema(led.engine)),
+    ("creating experiment", lambda led: Ledger.ensure_experiment(led.engine, "led", {}, "h", "0", ROWS)),
 ]
 
 

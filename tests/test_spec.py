@@ -176,6 +176,7 @@ EDITS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     (TINY, {"pruner.kind": "median", "pruner.n_warmup_steps": -1}, "pruner.n_warmup_steps: must be at least 0, got -1"),
     (TINY, {"sampler.n_startup_trials": 0}, "sampler.n_startup_trials: must be at least 1, got 0"),
     (USER, {"metric.extra": 1}, "metric.extra: unknown field (expected one of: direction, name, worst)"),
+    (USER, {"metric.name": 3}, "metric.name: must be a string, got 3"),
     (USER, {"fixed.momentum": math.inf}, "fixed.momentum: must be finite, got inf"),  # a user trainer's value
     ({**USER, "trainer": {"name": None}}, {}, "trainer.name: must be a string, got None"),  # JSON null
     (TINY, _MATCHED_WIDTHS,
