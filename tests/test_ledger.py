@@ -316,3 +316,35 @@ def test_migrate_adds_each_missing_record_column_after_present_ones(engine: Engi
     assert ledger_mod.slot_columns(engine) >= set(ledger_mod.RECORD_COLUMNS)
     ledger_mod.migrate(engine)  # again: nothing left to add
     assert ledger_mod.slot_columns(engine) >= set(ledger_mod.RECORD_COLUMNS)
+
+
+@pytest.mark.parametrize("server", ["pg_url", "mysql_url"])
+def test_a_claim_takes_the_experiment_row_lock_first(server: str, request: pytest.FixtureRequest,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claims of one experiment are serialised by a lock on its experiments row (else racing workers read the
+    same progress counts and pile onto one study): while another transaction holds that row, a claim waits for
+    it. Here the wait is cut short by a lock timeout (the claim fails instead of claiming), and once the holder
+    commits the same claim goes through. SQLite has no row locks (its writes are serialised whole)."""
+    monkeypatch.setenv("BENCH_DB_RETRY_SECONDS", "0")  # one try: a lock timeout is then an error, not a retry
+    url = request.getfixturevalue(server)
+    eng = make_engine(url)
+    short = "SET lock_timeout = '200ms'" if server == "pg_url" else "SET SESSION innodb_lock_wait_timeout = 1"
+
+    def lock_timeout(dbapi: Any, _: object) -> None:
+        dbapi.cursor().execute(short)
+        dbapi.commit()  # PostgreSQL's SET is undone by the rollback that ends the connection's first transaction
+
+    sa.event.listen(eng, "connect", lock_timeout)  # before the first connection: pooled ones keep their session
+    create_schema(eng)
+    holder = make_engine(url)
+    try:
+        led, w = _ledger(eng)
+        with holder.connect() as conn, conn.begin():
+            conn.execute(sa.select(ledger_mod.EXPERIMENTS.c.id)
+                         .where(ledger_mod.EXPERIMENTS.c.id == led.experiment_id).with_for_update())
+            with pytest.raises((StorageUnavailable, exc.OperationalError)):
+                led.claim(w, 60)
+        assert led.claim(w, 60) is not None  # the holder committed: the lock is free
+    finally:
+        holder.dispose()
+        eng.dispose()
