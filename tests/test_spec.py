@@ -177,6 +177,9 @@ EDITS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     (TINY, {"sampler.n_startup_trials": 0}, "sampler.n_startup_trials: must be at least 1, got 0"),
     (USER, {"metric.extra": 1}, "metric.extra: unknown field (expected one of: direction, name, worst)"),
     (USER, {"metric.name": 3}, "metric.name: must be a string, got 3"),
+    (TINY, {"fixed.lr": 0.0}, "fixed.lr: lr = 0.0 is out of its domain"),  # within [0, 100] but not above 0
+    (TINY, {"fixed.dropout": 1.0}, "fixed.dropout: dropout = 1.0 is out of its domain"),  # [0, 1)
+    (TINY, {"search_space.init.choices": None}, "search_space.init.choices: missing (required)"),
     (USER, {"fixed.momentum": math.inf}, "fixed.momentum: must be finite, got inf"),  # a user trainer's value
     ({**USER, "trainer": {"name": None}}, {}, "trainer.name: must be a string, got None"),  # JSON null
     (TINY, _MATCHED_WIDTHS,
@@ -319,6 +322,20 @@ def test_unreadable_files(tmp_path: Path) -> None:
     folder.mkdir()
     with pytest.raises(SpecError, match=r"folder.toml: cannot read: \[Errno 21\] Is a directory"):
         load_spec(folder)
+
+
+def test_a_spec_that_cannot_be_stored_is_refused_by_the_safety_net(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind the field checks, parse_spec serialises what it will hash and store; a failure there is a spec
+    error naming the cause (simulated: every field check passes on a valid spec)."""
+    from bench import spec as spec_mod
+
+    def unstorable(self: object) -> dict[str, Any]:
+        raise TypeError("Object of type datetime is not JSON serializable")
+
+    monkeypatch.setattr(spec_mod.Spec, "to_dict", unstorable)
+    with pytest.raises(SpecError) as err:
+        parse_spec(TINY)
+    assert str(err.value) == "<spec>: spec: cannot be stored as JSON: Object of type datetime is not JSON serializable"
 
 
 def test_spec_files_are_read_as_utf8_whatever_the_locale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
