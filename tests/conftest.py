@@ -43,18 +43,22 @@ TINY: dict[str, Any] = {
 }
 
 
-def load_calibration() -> ModuleType:
-    """benchmarks/calibration.py as a module (it is a script, not a package): the calibration tests call the very
-    simulation functions the benchmark prints. Loaded once per test session."""
-    if "calibration" in sys.modules:
-        return sys.modules["calibration"]
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "calibration.py"
-    spec = importlib.util.spec_from_file_location("calibration", path)
+def load_script(relative: str, name: str) -> ModuleType:
+    """A script of this checkout (not part of a package) as a module, loaded once per test session under `name`."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / relative)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["calibration"] = mod
+    sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def load_calibration() -> ModuleType:
+    """benchmarks/calibration.py as a module: the calibration tests call the very simulation functions the
+    benchmark prints."""
+    return load_script("benchmarks/calibration.py", "calibration")
 
 
 def tiny_spec(tmp_path: Path, name: str = "tiny", **overrides: Any) -> Path:

@@ -3,26 +3,14 @@ sample interval (checked against Clopper-Pearson values worked out by hand)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.conftest import load_script
 
-def _load() -> ModuleType:
-    path = Path(__file__).resolve().parent / "mutation_score.py"
-    spec = importlib.util.spec_from_file_location("mutation_score_under_test", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ms = _load()
+ms = load_script("tests/mutation_score.py", "mutation_score_under_test")
 
 
 @pytest.fixture
