@@ -348,3 +348,20 @@ def test_a_claim_takes_the_experiment_row_lock_first(server: str, request: pytes
     finally:
         holder.dispose()
         eng.dispose()
+
+
+def test_a_slot_without_payload_stores_null(engine: Engine) -> None:
+    led, _ = _ledger(engine, [("tune", "a", 0, 0, None), ("eval", "a", 0, 0, {"seed": 1})])
+    assert sorted((s["role"], s["payload"]) for s in led.slots()) == [("eval", '{"seed":1}'), ("tune", None)]
+
+
+def test_an_old_layout_is_refused_with_what_to_do(tmp_path: Any) -> None:
+    old = make_engine(f"sqlite:///{tmp_path}/old.db")
+    with old.begin() as conn:  # bench 0.1's tables: slots keyed by depth, no arm column
+        conn.exec_driver_sql(f"CREATE TABLE {ledger_mod.EXPERIMENTS.name} (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql(f"CREATE TABLE {SLOTS.name} (id INTEGER PRIMARY KEY, depth INTEGER)")
+    with pytest.raises(ledger_mod.OldSchema) as err:
+        ledger_mod.has_schema(old)
+    assert str(err.value) == ("this storage was written by bench 0.1 (budget slots keyed by depth, one study per "
+                              "depth); bench 0.2 keys them by arm and study: use a new storage")
+    old.dispose()

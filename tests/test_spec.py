@@ -180,6 +180,9 @@ EDITS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
     (TINY, {"fixed.lr": 0.0}, "fixed.lr: lr = 0.0 is out of its domain"),  # within [0, 100] but not above 0
     (TINY, {"fixed.dropout": 1.0}, "fixed.dropout: dropout = 1.0 is out of its domain"),  # [0, 1)
     (TINY, {"search_space.init.choices": None}, "search_space.init.choices: missing (required)"),
+    (TINY, {"search_space.dropout.low": -0.5}, "search_space.dropout.low: dropout = -0.5 is out of its domain"),
+    (TINY, {"search_space.depth": {"type": "int", "low": 1, "high": 2}},
+     "search_space.depth: depth is scientific (its values are the arms); remove it from [search_space]"),
     (USER, {"fixed.momentum": math.inf}, "fixed.momentum: must be finite, got inf"),  # a user trainer's value
     ({**USER, "trainer": {"name": None}}, {}, "trainer.name: must be a string, got None"),  # JSON null
     (TINY, _MATCHED_WIDTHS,
@@ -336,6 +339,12 @@ def test_a_spec_that_cannot_be_stored_is_refused_by_the_safety_net(monkeypatch: 
     with pytest.raises(SpecError) as err:
         parse_spec(TINY)
     assert str(err.value) == "<spec>: spec: cannot be stored as JSON: Object of type datetime is not JSON serializable"
+
+
+def test_the_deepest_allowed_arm_and_canonical_json_refusing_nan() -> None:
+    assert [a.label for a in parse_spec(_edit(TINY, {"depths": [1, 64]})).arms] == ["depth 1", "depth 64"]
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        canonical_json({"a": math.nan})  # what is hashed must read back the same: no NaN or inf
 
 
 def test_spec_files_are_read_as_utf8_whatever_the_locale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -502,7 +502,7 @@ def test_the_heartbeat_thread_extends_the_lease_of_the_running_slot(tmp_path: Pa
     assert len(seen) == 2
     (row,) = loop.ledger.workers()
     assert row["stopped_at"] is not None and row["heartbeat_at"] >= row["started_at"]
-    assert not loop._beat.is_alive()
+    assert not loop._beat.is_alive() and loop._beat.daemon  # a daemon: it never keeps a dying process alive
 
 
 def test_a_suite_worker_waits_a_poll_while_others_hold_the_last_slots(tmp_path: Path, sqlite_url: str,
