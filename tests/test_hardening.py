@@ -103,7 +103,7 @@ def start_run(tmp_path: Path, url: str, *, ignore_sigint: bool) -> tuple[subproc
 def assert_nothing_claimed(url: str) -> None:
     slots, workers = ledger_rows(url, "tiny")
     assert [s["id"] for s in slots if s["state"] == CLAIMED] == [], "a stopped run must give its slots back"
-    assert all(w["stopped_at"] is not None for w in workers)
+    assert all(w["stopped_at"] is not None for w in workers), workers  # a worker left "running" shows here
 
 
 # ---------------------------------------------------------------- signals

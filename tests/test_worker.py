@@ -593,3 +593,20 @@ def test_one_look_after_tuning_queues_every_evaluation_and_the_transfer(tmp_path
         for k in range(2):
             provenance = [t.user_attrs[worker_mod.PROVENANCE_ATTR] for t in loop.study(arm.key, "tune", k).get_trials()]
             assert [(p["role"], p["study"]) for p in provenance] == [("tune", k), ("tune", k)]
+
+
+def test_a_stop_while_starting_still_marks_the_worker_stopped(tmp_path: Path, sqlite_url: str) -> None:
+    """Registered, then stopped before its loop began (a SIGTERM while the heartbeat starts): the worker row is
+    still marked stopped, so `bench run` and status never see a ghost worker (seen once in CI under load)."""
+    spec = load_spec(tiny_spec(tmp_path, depths=[1], budget={"trials": 1}))
+    init_experiment(spec, sqlite_url)
+    loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url), worker_mod.WorkerOptions())
+
+    def stopped_while_starting() -> None:
+        raise KeyboardInterrupt
+
+    loop.start = stopped_while_starting  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        loop.run()
+    (row,) = loop.ledger.workers()
+    assert row["stopped_at"] is not None and [s["state"] for s in loop.ledger.slots()] == ["free"]

@@ -117,20 +117,23 @@ class WorkerLoop:
             torch.set_num_threads(opts.threads)
         self.ledger = Ledger(make_engine(url), experiment_id)
         self.storage = optuna_storage(url)
-        self.worker_id = self.ledger.register_worker(socket.gethostname(), os.getpid(), self.device)
-        self.summary = WorkerSummary(self.worker_id)
-        self._provenance = {**provenance(spec, self.device), "worker": self.worker_id}
+        machine = provenance(spec, self.device)
         self._studies: dict[tuple[str, str, int], optuna.Study] = {}
         self._current: int | None = None
         self._stop = threading.Event()
         self._watch_parent: int | None = None  # polled by the heartbeat thread where no parent-death signal exists
         self._beat = threading.Thread(target=self._heartbeat_loop, name="bench-heartbeat", daemon=True)
+        # Registered last, and run() enters its try at once: a stop signal between registering and the loop must
+        # still reach finish(), or the worker row stays "running" for ever.
+        self.worker_id = self.ledger.register_worker(socket.gethostname(), os.getpid(), self.device)
+        self.summary = WorkerSummary(self.worker_id)
+        self._provenance = {**machine, "worker": self.worker_id}
 
     # ---------------------------------------------------------------- loop
 
     def run(self) -> WorkerSummary:
-        self.start()
         try:
+            self.start()
             while not self.reached_max():
                 step = self.step()
                 if step == DONE:
@@ -495,9 +498,9 @@ class SuiteWorker:
 
     def run(self) -> WorkerSummary:
         active = list(self.loops)
-        for loop in active:
-            loop.start()
         try:
+            for loop in active:
+                loop.start()
             while active and not (self.opts.max_trials is not None
                                   and sum(x.finished() for x in self.loops) >= self.opts.max_trials):
                 steps = []
