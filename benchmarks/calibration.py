@@ -35,6 +35,7 @@ Run: python benchmarks/calibration.py [--reps N] [--seed S] [--suite-only | --mu
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import math
 import time
@@ -418,8 +419,9 @@ def experiment_figures(reps: int, seed: int) -> None:
     print(f"\n{time.perf_counter() - start:.0f} s")
 
 
+@functools.cache
 def _mutation_score_module() -> Any:
-    """tests/mutation_score.py loaded by path (a script beside the tests, not part of the bench package)."""
+    """tests/mutation_score.py loaded by path (a script beside the tests, not part of the bench package), once."""
     path = Path(__file__).resolve().parent.parent / "tests" / "mutation_score.py"
     spec = importlib.util.spec_from_file_location("mutation_score", path)
     assert spec is not None and spec.loader is not None
