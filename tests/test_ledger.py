@@ -4,7 +4,9 @@ and what a done slot means."""
 from __future__ import annotations
 
 import math
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -365,3 +367,28 @@ def test_an_old_layout_is_refused_with_what_to_do(tmp_path: Any) -> None:
     assert str(err.value) == ("this storage was written by bench 0.1 (budget slots keyed by depth, one study per "
                               "depth); bench 0.2 keys them by arm and study: use a new storage")
     old.dispose()
+
+
+def test_migrate_names_its_step_when_the_columns_cannot_be_added(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """An old storage whose writer lock another process holds: inspecting it works, but adding the record columns
+    keeps finding the database locked. Past the retry budget the error names that step."""
+    monkeypatch.setenv("BENCH_DB_RETRY_SECONDS", "0")
+    path = tmp_path / "old.db"
+    eng = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.05})  # a short busy wait
+    create_schema(eng)
+    with eng.begin() as conn:
+        conn.exec_driver_sql(f"ALTER TABLE {SLOTS.name} DROP COLUMN chain")
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN IMMEDIATE")  # another process is writing
+    try:
+        with pytest.raises(StorageUnavailable, match=r"^adding record columns: database still failing after 1 "
+                                                     r"tries: \(sqlite3\.OperationalError\) database is locked$"):
+            ledger_mod.migrate(eng)
+        assert "chain" not in ledger_mod.slot_columns(eng)
+    finally:
+        holder.rollback()
+        holder.close()
+    ledger_mod.migrate(eng)  # once the lock is gone, the column is added
+    assert "chain" in ledger_mod.slot_columns(eng)
+    eng.dispose()

@@ -566,6 +566,21 @@ def test_orphan_running_trials_are_failed_once_older_than_a_lease(tmp_path: Path
     assert failed.user_attrs["bench_lost"] == "orphan: no slot owns this trial"
 
 
+def _tuned_without_followups(spec: Spec, url: str, monkeypatch: pytest.MonkeyPatch) -> worker_mod.WorkerLoop:
+    """A worker that has run every tuning slot (each trial complete at 0.5) with follow-ups held back until now:
+    its _add_followups is the real method again when it returns."""
+    def tune(spec: Spec, arm: Arm, trial: optuna.Trial, *, device: str, seed: int) -> Outcome:
+        trial.report(0.5, 0)
+        return _complete()
+
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", tune)
+    loop = worker_mod.WorkerLoop(spec, url, attach(spec, url), worker_mod.WorkerOptions())
+    loop._add_followups = lambda: False  # type: ignore[method-assign]
+    loop.run()
+    del loop._add_followups  # the method again
+    return loop
+
+
 def test_one_look_after_tuning_queues_every_evaluation_and_the_transfer(tmp_path: Path, sqlite_url: str,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """With follow-ups held back until tuning is over, one call queues the re-evaluation of every study (2 arms x
@@ -576,16 +591,9 @@ def test_one_look_after_tuning_queues_every_evaluation_and_the_transfer(tmp_path
                                evaluation={"seeds": 2, "top_k": 1}))
     init_experiment(spec, sqlite_url)
 
-    def tune(spec: Spec, arm: Arm, trial: optuna.Trial, *, device: str, seed: int) -> Outcome:
-        trial.report(0.5, 0)
-        return _complete()
-
-    monkeypatch.setattr(worker_mod, "run_tuning_trial", tune)
-    loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url), worker_mod.WorkerOptions())
-    loop._add_followups = lambda: False  # type: ignore[method-assign]
-    assert loop.run().finished == {"complete": 8}
+    loop = _tuned_without_followups(spec, sqlite_url, monkeypatch)
+    assert loop.summary.finished == {"complete": 8}
     assert {s["role"] for s in loop.ledger.slots()} == {"tune"}
-    del loop._add_followups  # the method again
     assert loop._add_followups() is True
     roles = [s["role"] for s in loop.ledger.slots()]
     assert (roles.count("tune"), roles.count("eval"), roles.count("transfer")) == (8, 8, 4)
@@ -610,3 +618,97 @@ def test_a_stop_while_starting_still_marks_the_worker_stopped(tmp_path: Path, sq
         loop.run()
     (row,) = loop.ledger.workers()
     assert row["stopped_at"] is not None and [s["state"] for s in loop.ledger.slots()] == ["free"]
+
+
+def test_a_run_whose_slot_was_taken_away_is_reported_lost_and_rerun(tmp_path: Path, sqlite_url: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that stalled past its lease finds its trial failed by a reclaimer: that run is not recorded, the
+    worker counts it as its own loss, tells the progress hook "lost" (`bench worker` prints that word), and the
+    slot is run again, this time counted."""
+    spec, (slow, rescuer) = _loops(tmp_path, sqlite_url, budget={"trials": 1})
+    runs: list[int] = []
+
+    def stalled_once(spec: Spec, arm: Arm, trial: optuna.Trial, *, device: str, seed: int) -> Outcome:
+        runs.append(trial.number)
+        if len(runs) == 1:  # the lease runs out while training; another worker takes the slot back
+            (slot,) = slow.ledger.slots()
+            assert slow.ledger.expire_claims([slot["id"]]) == 1
+            rescuer._settle_expired()
+        trial.report(0.5, 0)
+        return _complete()
+
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", stalled_once)
+    events: list[tuple[str, dict[str, Any]]] = []
+    slow.opts.on_event = lambda e, d: events.append((e, d))
+    summary = slow.run()
+    where = {"experiment": spec.name, "role": "tune", "arm": spec.arms[0].label, "study": 0, "idx": 0}
+    assert [e for e, _ in events] == ["claimed", "lost", "claimed", "finished"]
+    assert [d for e, d in events if e != "finished"] == [where] * 3
+    assert (summary.lost_own, summary.finished, rescuer.summary.reclaimed, runs) == (1, {"complete": 1}, 1, [0, 1])
+    (slot,) = slow.ledger.slots()
+    assert (slot["state"], slot["trial_number"], slot["lost"], slot["attempts"]) == ("done", 1, 1, 2)
+
+
+def test_a_crash_reason_is_cut_to_500_characters(tmp_path: Path, sqlite_url: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reason stored on a crashed trial is the error's repr after "worker error: ", cut to 500 characters (a
+    traceback-sized message would bloat every trial row the dashboard lists)."""
+    spec = load_spec(tiny_spec(tmp_path, depths=[1], budget={"trials": 1}))
+    init_experiment(spec, sqlite_url)
+
+    def boom(*args: object, **kwargs: object) -> Outcome:
+        raise ValueError("x" * 1000)
+
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", boom)
+    loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url), worker_mod.WorkerOptions())
+    with pytest.raises(ValueError):
+        loop.run()
+    (t,) = loop.study(spec.arms[0].key, "tune").get_trials()
+    assert t.user_attrs["bench_lost"] == "worker error: ValueError('" + "x" * (500 - len("worker error: ValueError('"))
+
+
+def test_waiting_evaluation_slots_do_not_hold_back_the_transfer(tmp_path: Path, sqlite_url: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether a study is finished is read from its tuning slots alone: the source arm's first study already has
+    its re-evaluation queued (not yet run) when its last study finishes, and that one look queues the transfer."""
+    spec = load_spec(tiny_spec(tmp_path, budget={"trials": 1, "studies": 2}, baseline={"from_depth": 1},
+                               evaluation={"seeds": 1, "top_k": 1}))
+    init_experiment(spec, sqlite_url)
+
+    loop = _tuned_without_followups(spec, sqlite_url, monkeypatch)
+    assert loop.summary.finished == {"complete": 4}
+    src = spec.transfer_arm
+    assert src is not None
+    (best,) = loop.study(src.key, "tune", 0).get_trials()
+    loop.ledger.add_slots([("eval", src.key, 0, 0, {"params": best.params, "seed": 0, "rank": 0, "source_trial": 0})])
+    assert loop._add_followups() is True
+    slots = loop.ledger.slots()
+    assert [(s["role"], s["state"]) for s in slots if s["role"] != "tune"].count(("eval", "free")) == 4
+    assert sorted(s["arm"] for s in slots if s["role"] == "transfer") == sorted(a.key for a in spec.arms)
+
+
+def test_a_stop_while_suite_members_register_marks_the_registered_ones_stopped(
+        tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGTERM while a suite worker's members register (one row per member): the members registered so far are
+    marked stopped, so no ghost worker stays "running"."""
+    members = _members(tmp_path, sqlite_url, {"a": 1, "b": 1, "c": 1})
+    real = worker_mod.Ledger.register_worker
+    calls: list[int] = []
+
+    def stopped_at_the_third(self: Ledger, host: str, pid: int, device: str) -> int:
+        calls.append(self.experiment_id)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, host, pid, device)
+
+    monkeypatch.setattr(worker_mod.Ledger, "register_worker", stopped_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        worker_mod.SuiteWorker(members, sqlite_url, worker_mod.WorkerOptions())
+    monkeypatch.undo()
+    engine = make_engine(sqlite_url)
+    try:
+        rows = {exp: Ledger(engine, exp).workers() for _, exp in members}
+    finally:
+        engine.dispose()
+    assert calls == [exp for _, exp in members]
+    assert [[r["stopped_at"] is not None for r in rows[exp]] for _, exp in members] == [[True], [True], []]

@@ -480,7 +480,16 @@ class SuiteWorker:
     def __init__(self, members: Sequence[tuple[Spec, int]], url: str, opts: WorkerOptions) -> None:
         self.opts = opts
         each = replace(opts, max_trials=None)  # the suite counts finished trials over all members
-        self.loops = [WorkerLoop(spec, url, exp_id, each) for spec, exp_id in members]
+        self.loops: list[WorkerLoop] = []
+        try:
+            for spec, exp_id in members:
+                self.loops.append(WorkerLoop(spec, url, exp_id, each))  # each registers its worker row
+        except BaseException:
+            # A stop signal (or an error) while members register: the rows already registered are marked stopped,
+            # as run() would, or `bench status` shows them running for ever.
+            for loop in self.loops:
+                loop.finish()
+            raise
 
     @property
     def summary(self) -> WorkerSummary:
