@@ -320,6 +320,21 @@ def test_migrate_adds_each_missing_record_column_after_present_ones(engine: Engi
     assert ledger_mod.slot_columns(engine) >= set(ledger_mod.RECORD_COLUMNS)
 
 
+def _impatient_engine(url: str) -> Engine:
+    """An engine whose sessions wait at most a moment for a row lock (PostgreSQL 200 ms, MariaDB 1 s): a statement
+    that would queue behind another transaction fails instead, so a test sees the wait."""
+    eng = make_engine(url)
+    short = ("SET lock_timeout = '200ms'" if eng.dialect.name == "postgresql"
+             else "SET SESSION innodb_lock_wait_timeout = 1")
+
+    def lock_timeout(dbapi: Any, _: object) -> None:
+        dbapi.cursor().execute(short)
+        dbapi.commit()  # PostgreSQL's SET is undone by the rollback that ends the connection's first transaction
+
+    sa.event.listen(eng, "connect", lock_timeout)  # before the first connection: pooled ones keep their session
+    return eng
+
+
 @pytest.mark.parametrize("server", ["pg_url", "mysql_url"])
 def test_a_claim_takes_the_experiment_row_lock_first(server: str, request: pytest.FixtureRequest,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
@@ -329,14 +344,7 @@ def test_a_claim_takes_the_experiment_row_lock_first(server: str, request: pytes
     commits the same claim goes through. SQLite has no row locks (its writes are serialised whole)."""
     monkeypatch.setenv("BENCH_DB_RETRY_SECONDS", "0")  # one try: a lock timeout is then an error, not a retry
     url = request.getfixturevalue(server)
-    eng = make_engine(url)
-    short = "SET lock_timeout = '200ms'" if server == "pg_url" else "SET SESSION innodb_lock_wait_timeout = 1"
-
-    def lock_timeout(dbapi: Any, _: object) -> None:
-        dbapi.cursor().execute(short)
-        dbapi.commit()  # PostgreSQL's SET is undone by the rollback that ends the connection's first transaction
-
-    sa.event.listen(eng, "connect", lock_timeout)  # before the first connection: pooled ones keep their session
+    eng = _impatient_engine(url)
     create_schema(eng)
     holder = make_engine(url)
     try:
@@ -392,3 +400,92 @@ def test_migrate_names_its_step_when_the_columns_cannot_be_added(tmp_path: Path,
     ledger_mod.migrate(eng)  # once the lock is gone, the column is added
     assert "chain" in ledger_mod.slot_columns(eng)
     eng.dispose()
+
+
+@pytest.mark.parametrize("server", ["pg_url", "mysql_url"])
+def test_a_claim_passes_over_slot_rows_another_transaction_holds(server: str, request: pytest.FixtureRequest,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """SKIP LOCKED: a free slot whose row another transaction holds is passed over, never waited for. With arm A's
+    slot 0 held: A's slot 1, then B's slot 0 (A is now ahead), then, A having no other free slot, B's slot 1; once
+    the holder commits, A's slot 0."""
+    monkeypatch.setenv("BENCH_DB_RETRY_SECONDS", "0")
+    url = request.getfixturevalue(server)
+    eng = _impatient_engine(url)
+    create_schema(eng)
+    holder = make_engine(url)
+    try:
+        led, w = _ledger(eng)
+        ids = {(s["arm"], s["idx"]): s["id"] for s in led.slots()}
+        claimed = []
+        with holder.connect() as conn, conn.begin():
+            conn.execute(sa.select(SLOTS.c.id).where(SLOTS.c.id == ids[(ARM_A, 0)]).with_for_update())
+            for _ in range(3):
+                c = led.claim(w, 60)
+                claimed.append(None if c is None else (c.arm, c.idx))
+        c = led.claim(w, 60)
+        claimed.append(None if c is None else (c.arm, c.idx))
+        assert claimed == [(ARM_A, 1), (ARM_B, 0), (ARM_B, 1), (ARM_A, 0)]
+    finally:
+        holder.dispose()
+        eng.dispose()
+
+
+def test_a_finish_leaves_workers_free_to_register_meanwhile(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: a finish locks the experiment row FOR NO KEY UPDATE, not FOR UPDATE, so rows that reference the
+    experiment (a worker registering, slots being added) are inserted while it records instead of queueing behind
+    it. (MariaDB has no such mode: there the insert waits for the finish's short transaction.)"""
+    monkeypatch.setenv("BENCH_DB_RETRY_SECONDS", "0")
+    eng = _impatient_engine(pg_url)
+    create_schema(eng)
+    other = _impatient_engine(pg_url)
+    try:
+        led, w = _ledger(eng)
+        c = led.claim(w, 60)
+        assert c is not None
+        meanwhile: list[int] = []
+        real = ledger_mod.record_digest
+
+        def while_recording(*args: Any) -> str:  # inside finish's transaction, after its lock on the experiment
+            meanwhile.append(Ledger(other, led.experiment_id).register_worker("host2", 2, "cpu"))
+            Ledger(other, led.experiment_id).add_slots([("eval", ARM_A, 0, 0, {"seed": 1})])
+            return real(*args)
+
+        monkeypatch.setattr(ledger_mod, "record_digest", while_recording)
+        assert led.finish(c.slot_id, w, "complete", 0.5, 1.0, 0, {"value": 0.5})
+        assert [r["id"] for r in led.workers()] == [w, *meanwhile] and len(led.slots("eval")) == 1
+    finally:
+        other.dispose()
+        eng.dispose()
+
+
+def test_a_stopped_worker_holds_no_slot(engine: Engine) -> None:
+    """A worker stopped while its last claim was still recorded as current (killed mid-run, its slot reclaimed
+    later) is shown stopped and holding nothing; its started and heartbeat times are kept."""
+    led, w = _ledger(engine)
+    c = led.claim(w, 60)
+    assert c is not None
+    (row,) = led.workers()
+    assert (row["current_slot"], row["stopped_at"], row["trials_done"]) == (c.slot_id, None, 0)
+    led.stop_worker(w)
+    (stopped,) = led.workers()
+    assert stopped["current_slot"] is None and stopped["stopped_at"] >= row["heartbeat_at"]
+    assert (stopped["started_at"], stopped["heartbeat_at"]) == (row["started_at"], row["heartbeat_at"])
+
+
+def test_claims_at_equal_progress_go_by_study_then_arm_whatever_the_insert_order(engine: Engine) -> None:
+    """Ties in progress are broken by replicate study, then by arm key, so the order of claims is the same on every
+    backend and in every run, however the slots were added (here arms in shuffled order, two studies each)."""
+    arms = ['{"depth":5}', '{"depth":2}', '{"depth":8}', '{"depth":1}', '{"depth":6}', '{"depth":3}']
+    led, w = _ledger(engine, [("tune", arm, k, 0, None) for k in (1, 0) for arm in arms])
+    order = []
+    while (c := led.claim(w, 60)) is not None:
+        order.append((c.study, c.arm))
+    assert order == [(k, arm) for k in (0, 1) for arm in sorted(arms)]
+
+
+def test_an_experiment_not_in_the_storage_is_named_with_what_to_do(engine: Engine) -> None:
+    _ledger(engine)
+    with pytest.raises(ledger_mod.ExperimentMissing) as err:
+        Ledger.check_experiment(engine, "other", SPEC, "h" * 64)
+    assert str(err.value) == "experiment 'other' is not in this storage; run `bench init` (or `bench run`) first"
+    assert Ledger.check_experiment(engine, "led", SPEC, "h" * 64) == Ledger.find_experiment(engine, "led")[0]

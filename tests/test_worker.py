@@ -24,8 +24,8 @@ from bench.store.ledger import Claim, Ledger
 from bench.store.record import result_json
 from bench.store.storage import make_engine, optuna_storage
 from bench.tuning.objective import Outcome
-from bench.tuning.studies import spec_study_name, trial_record
-from tests.conftest import tiny_spec
+from bench.tuning.studies import derived_seed, spec_study_name, trial_record
+from tests.conftest import TINY, tiny_spec
 
 
 def _stub(outcomes: list[str], limit: int) -> tuple[list[int], Any]:
@@ -96,6 +96,10 @@ def test_each_outcome_is_recorded_as_such(tmp_path: Path, sqlite_url: str, monke
                       spec.arms[1].key: [("pruned", None), ("complete", 0.5), ("diverged", None)]}
     study = optuna.load_study(study_name=spec_study_name(spec, spec.arms[1]), storage=optuna_storage(sqlite_url))
     assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.COMPLETE, TrialState.COMPLETE]
+    # Each run's attributes land on its trial as they are (the report reads seconds and divergence from there).
+    shown = [{k: v for k, v in t.user_attrs.items() if k in ("diverged", "pruned", "seconds")} for t in study.trials]
+    assert shown == [{"pruned": True, "seconds": 0.01}, {"diverged": False, "seconds": 0.01},
+                     {"diverged": True, "seconds": 0.01}]
 
 
 def test_a_crashed_trial_is_released_as_lost(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -478,7 +482,8 @@ def test_evaluation_and_transfer_slots_rerun_the_ranked_configs_with_fresh_seeds
 
 
 def test_the_heartbeat_thread_extends_the_lease_of_the_running_slot(tmp_path: Path, sqlite_url: str,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
     spec = load_spec(tiny_spec(tmp_path, depths=[1], budget={"trials": 1}))
     init_experiment(spec, sqlite_url)
     loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url),
@@ -498,8 +503,10 @@ def test_the_heartbeat_thread_extends_the_lease_of_the_running_slot(tmp_path: Pa
         return _complete()
 
     monkeypatch.setattr(worker_mod, "run_tuning_trial", long_run)
-    assert loop.run().finished == {"complete": 1}
+    with caplog.at_level(logging.WARNING, logger="bench.service.worker"):
+        assert loop.run().finished == {"complete": 1}
     assert len(seen) == 2
+    assert [r.message for r in caplog.records if r.name == "bench.service.worker"] == []  # beats held: no alarm
     (row,) = loop.ledger.workers()
     assert row["stopped_at"] is not None and row["heartbeat_at"] >= row["started_at"]
     assert not loop._beat.is_alive() and loop._beat.daemon  # a daemon: it never keeps a dying process alive
@@ -564,6 +571,82 @@ def test_orphan_running_trials_are_failed_once_older_than_a_lease(tmp_path: Path
     assert sweep(0.001) == TrialState.FAIL
     (failed,) = loop.study(spec.arms[0].key, "tune", 0).get_trials(deepcopy=False)
     assert failed.user_attrs["bench_lost"] == "orphan: no slot owns this trial"
+
+
+def test_orphans_are_swept_in_every_replicate_and_at_once_where_tuning_is_done(
+        tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each replicate study is swept, not only the first; and once every *tuning* slot of a study is done, a RUNNING
+    trial there is failed whatever its age, even while that study's re-evaluation slots still wait."""
+    spec = load_spec(tiny_spec(tmp_path, depths=[1], budget={"trials": 1, "studies": 2}, evaluation={"seeds": 1}))
+    init_experiment(spec, sqlite_url)
+    loop = _tuned_without_followups(spec, sqlite_url, monkeypatch)
+    assert loop._add_followups() is True  # both studies' re-evaluations queued, none run
+    assert [s["state"] for s in loop.ledger.slots("eval")] == ["free", "free"]
+    arm = spec.arms[0].key
+    ghosts = [loop.study(arm, "tune", k).ask() for k in (0, 1)]  # younger than any lease
+    loop._sweep_orphans()
+    for k, ghost in enumerate(ghosts):
+        ft = loop.study(arm, "tune", k).get_trials(deepcopy=False)[ghost.number]
+        assert (ft.state, ft.user_attrs["bench_lost"]) == (TrialState.FAIL, "orphan: no slot owns this trial")
+
+
+def test_a_studys_evaluation_is_queued_as_soon_as_its_tuning_ends(tmp_path: Path, sqlite_url: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slot that finishes a study queues its re-evaluation at once, so other workers can start on it while
+    the other studies still tune (here the worker stops after that one slot)."""
+    spec = load_spec(tiny_spec(tmp_path, budget={"trials": 1}, evaluation={"seeds": 2}))
+    init_experiment(spec, sqlite_url)
+
+    def tune(spec: Spec, arm: Arm, trial: optuna.Trial, *, device: str, seed: int) -> Outcome:
+        trial.report(0.5, 0)
+        return _complete()
+
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", tune)
+    loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url), worker_mod.WorkerOptions(max_trials=1))
+    assert loop.run().finished == {"complete": 1}
+    first = spec.arms[0].key
+    assert sorted((s["role"], s["arm"], s["state"]) for s in loop.ledger.slots()) == [
+        ("eval", first, "free"), ("eval", first, "free"), ("tune", first, "done"), ("tune", spec.arms[1].key, "free")]
+
+
+def test_every_settled_claim_is_counted_as_reclaimed(tmp_path: Path, sqlite_url: str) -> None:
+    _, (dead, alive) = _loops(tmp_path, sqlite_url)
+    claims = [_half_run(dead)[0], _half_run(dead)[0]]
+    assert dead.ledger.expire_claims([c.slot_id for c in claims]) == 2
+    alive._settle_expired()
+    assert alive.summary.reclaimed == 2
+    assert [(s["state"], s["lost"]) for s in alive.ledger.slots()] == [("free", 1), ("free", 1)]
+
+
+def test_training_seeds_are_shared_across_arms_and_follow_the_data_seed(tmp_path: Path, sqlite_url: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slot i of replicate k trains with the same seed at every arm (common random numbers), a different seed for
+    every slot, and other seeds under another data_seed. The derivation is pinned: a published study's trials are
+    rerun with the seeds they had."""
+    def seeds_of(data_seed: int) -> dict[tuple[str, int, int], int]:
+        spec = load_spec(tiny_spec(tmp_path, name=f"seeds{data_seed}", budget={"trials": 2, "studies": 2},
+                                   task={**TINY["task"], "data_seed": data_seed}))
+        init_experiment(spec, sqlite_url)
+        got: dict[tuple[str, int, int], int] = {}
+
+        def tune(spec: Spec, arm: Arm, trial: optuna.Trial, *, device: str, seed: int) -> Outcome:
+            prov = trial.user_attrs[worker_mod.PROVENANCE_ATTR]
+            got[(arm.key, prov["study"], trial.number)] = seed
+            trial.report(0.5, 0)
+            return _complete()
+
+        monkeypatch.setattr(worker_mod, "run_tuning_trial", tune)
+        worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url), worker_mod.WorkerOptions()).run()
+        return got
+
+    zero, seven = seeds_of(0), seeds_of(7)
+    arms = sorted({a for a, _, _ in zero})
+    for seeds in (zero, seven):
+        per_arm = [[seeds[(a, k, i)] for k in (0, 1) for i in (0, 1)] for a in arms]
+        assert per_arm[0] == per_arm[1] and len(set(per_arm[0])) == 4
+    assert not set(zero.values()) & set(seven.values())
+    # The first 4 bytes of sha256("train/0/0/0") as a 31-bit integer, worked out apart from bench.
+    assert zero[(arms[0], 0, 0)] == derived_seed("train", 0, 0, 0) == 334083067
 
 
 def _tuned_without_followups(spec: Spec, url: str, monkeypatch: pytest.MonkeyPatch) -> worker_mod.WorkerLoop:
@@ -643,7 +726,7 @@ def test_a_run_whose_slot_was_taken_away_is_reported_lost_and_rerun(tmp_path: Pa
     summary = slow.run()
     where = {"experiment": spec.name, "role": "tune", "arm": spec.arms[0].label, "study": 0, "idx": 0}
     assert [e for e, _ in events] == ["claimed", "lost", "claimed", "finished"]
-    assert [d for e, d in events if e != "finished"] == [where] * 3
+    assert [d for e, d in events] == [where] * 3 + [{**where, "outcome": "complete", "value": 0.5}]
     assert (summary.lost_own, summary.finished, rescuer.summary.reclaimed, runs) == (1, {"complete": 1}, 1, [0, 1])
     (slot,) = slow.ledger.slots()
     assert (slot["state"], slot["trial_number"], slot["lost"], slot["attempts"]) == ("done", 1, 1, 2)
@@ -712,3 +795,23 @@ def test_a_stop_while_suite_members_register_marks_the_registered_ones_stopped(
         engine.dispose()
     assert calls == [exp for _, exp in members]
     assert [[r["stopped_at"] is not None for r in rows[exp]] for _, exp in members] == [[True], [True], []]
+
+
+def test_a_worker_waits_a_poll_while_others_hold_the_last_slots(tmp_path: Path, sqlite_url: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing to claim but another worker still runs the last slot (which it may yet lose): the worker sleeps one
+    poll and looks again, and stops once that slot is done."""
+    _, (other, loop) = _loops(tmp_path, sqlite_url, budget={"trials": 1})
+    claim, trial = _half_run(other)
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the other worker finishes while this one waits
+        sleeps.append(seconds)
+        done = other._tell(other.study(claim.arm, "tune"), trial, _complete())
+        assert done is not None
+        other.ledger.finish(claim.slot_id, other.worker_id, "complete", 0.5, 0.01, done.number, trial_record(done))
+
+    monkeypatch.setattr(worker_mod.time, "sleep", sleep)
+    loop.opts.poll_seconds = 0.25
+    assert loop.run().finished == {}
+    assert sleeps == [0.25]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +62,37 @@ def test_a_third_interrupt_is_held_again_and_delivered_after() -> None:
     with pytest.raises(KeyboardInterrupt):
         hold.stop()
     assert released
+
+
+@pytest.mark.usefixtures("default_sigint")
+def test_starting_twice_still_restores_the_handlers_it_found() -> None:
+    """A second start() while holding changes nothing: stop() puts back the handlers the first one found (not the
+    holding handler itself, which would then hold every later Ctrl-C for ever)."""
+    before = {s: signal.getsignal(s) for s in HeldSignals.SIGNALS}
+    hold = HeldSignals()
+    hold.start()
+    hold.start()
+    hold.stop()
+    assert {s: signal.getsignal(s) for s in HeldSignals.SIGNALS} == before
+
+
+def test_outside_the_main_thread_signals_are_left_alone() -> None:
+    """Only the main thread may set handlers: in another thread start() and stop() do nothing, without an error."""
+    before = {s: signal.getsignal(s) for s in HeldSignals.SIGNALS}
+    errors: list[BaseException] = []
+
+    def hold_and_release() -> None:
+        try:
+            hold = HeldSignals()
+            hold.start()
+            hold.stop()
+        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
+            errors.append(err)
+
+    thread = threading.Thread(target=hold_and_release)
+    thread.start()
+    thread.join()
+    assert errors == [] and {s: signal.getsignal(s) for s in HeldSignals.SIGNALS} == before
 
 
 def test_cli_in_process_leaves_the_callers_handlers(tmp_path: Path) -> None:
