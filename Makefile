@@ -81,7 +81,7 @@ mutation-score: install
 # clean tests: minutes).
 #   make mutation-sample N=40                  every configured module
 #   make mutation-sample N=60 MODULE=bench.spec
-#   make mutation-sample N=40 SEED=1 EXCLUDE=sample-0.txt   a fresh sample, none of an earlier one's mutants
+#   make mutation-sample N=40 SEED=5 EXCLUDE="docs/mutation-samples/*.txt"   a fresh sample, none of the earlier ones' mutants
 # A sample whose survivors tests were then written from no longer estimates the score: draw a fresh one for that.
 N ?= 40
 SEED ?= 0

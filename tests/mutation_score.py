@@ -82,8 +82,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--survivors", action="store_true", help="list the surviving, non-equivalent mutants")
     ap.add_argument("--draw", type=int, metavar="N", help="draw N mutants per module into mutants/sample.txt")
     ap.add_argument("--seed", type=int, default=0, help="seed of --draw")
-    ap.add_argument("--exclude", type=Path, help="with --draw: leave out the names in this file (an earlier sample "
-                    "whose survivors tests were since written from, so that it no longer estimates the score)")
+    ap.add_argument("--exclude", type=Path, nargs="+", default=[], metavar="FILE",
+                    help="with --draw: leave out the names in these files (earlier samples whose survivors tests were "
+                    "since written from, so that they no longer estimate the score; docs/mutation-samples/ keeps them)")
     ap.add_argument("--sample", action="store_true", help="score only the drawn mutants, with 95%% intervals")
     args = ap.parse_args(argv)
     status = {k: v for k, v in results().items() if fnmatch.fnmatch(k, args.prefix + "*")}
@@ -91,7 +92,7 @@ def main(argv: list[str]) -> int:
         print("no mutation results: run `make mutation MODULE=...` first")
         return 1
     if args.draw is not None:
-        used = set(args.exclude.read_text().split()) if args.exclude else set()
+        used = {name for path in args.exclude for name in path.read_text().split()}
         chosen = draw([k for k in status if k not in used], args.draw, args.seed)
         sample_file().write_text("\n".join(chosen) + "\n")
         print(f"{len(chosen)} mutants drawn into {sample_file().relative_to(ROOT)}")

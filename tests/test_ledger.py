@@ -290,6 +290,7 @@ _UNREACHABLE_CALLS = [
     ("reading workers", lambda led: led.workers()),
     ("reading experiment", lambda led: Ledger.find_experiment(led.engine, "led")),
     ("inspecting storage", lambda led: ledger_mod.has_schema(led.engine)),
+    ("inspecting storage", lambda led: ledger_mod.slot_columns(led.engine)),
     ("creating experiment", lambda led: Ledger.ensure_experiment(led.engine, "led", {}, "h", "0", ROWS)),
 ]
 
@@ -377,27 +378,34 @@ def test_an_old_layout_is_refused_with_what_to_do(tmp_path: Any) -> None:
     old.dispose()
 
 
-def test_migrate_names_its_step_when_the_columns_cannot_be_added(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """An old storage whose writer lock another process holds: inspecting it works, but adding the record columns
-    keeps finding the database locked. Past the retry budget the error names that step."""
+@pytest.mark.parametrize(("what", "old"), [("creating bench tables", False), ("adding record columns", True)])
+def test_a_locked_storage_is_reported_with_the_step_that_failed(what: str, old: bool, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holds the SQLite file's writer lock: inspecting works, but creating the tables (a new
+    storage) or adding the record columns (one written before they existed) keeps finding the database locked.
+    Past the retry budget the error names that step; once the lock is gone, the same call completes."""
     monkeypatch.setenv("BENCH_DB_RETRY_SECONDS", "0")
-    path = tmp_path / "old.db"
+    path = tmp_path / "x.db"
     eng = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.05})  # a short busy wait
-    create_schema(eng)
-    with eng.begin() as conn:
-        conn.exec_driver_sql(f"ALTER TABLE {SLOTS.name} DROP COLUMN chain")
+    if old:
+        create_schema(eng)
+        with eng.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE {SLOTS.name} DROP COLUMN chain")
+
+    def call() -> None:
+        (ledger_mod.migrate if old else create_schema)(eng)
+
     holder = sqlite3.connect(path)
     holder.execute("BEGIN IMMEDIATE")  # another process is writing
     try:
-        with pytest.raises(StorageUnavailable, match=r"^adding record columns: database still failing after 1 "
-                                                     r"tries: \(sqlite3\.OperationalError\) database is locked$"):
-            ledger_mod.migrate(eng)
-        assert "chain" not in ledger_mod.slot_columns(eng)
+        with pytest.raises(StorageUnavailable, match=rf"^{what}: database still failing after 1 tries: "
+                                                     r"\(sqlite3\.OperationalError\) database is locked$"):
+            call()
+        assert ledger_mod.has_schema(eng) is old and (not old or "chain" not in ledger_mod.slot_columns(eng))
     finally:
         holder.rollback()
         holder.close()
-    ledger_mod.migrate(eng)  # once the lock is gone, the column is added
+    call()
     assert "chain" in ledger_mod.slot_columns(eng)
     eng.dispose()
 
@@ -489,3 +497,12 @@ def test_an_experiment_not_in_the_storage_is_named_with_what_to_do(engine: Engin
         Ledger.check_experiment(engine, "other", SPEC, "h" * 64)
     assert str(err.value) == "experiment 'other' is not in this storage; run `bench init` (or `bench run`) first"
     assert Ledger.check_experiment(engine, "led", SPEC, "h" * 64) == Ledger.find_experiment(engine, "led")[0]
+
+
+def test_slots_are_listed_in_key_order_whatever_the_insert_order(engine: Engine) -> None:
+    """slots() lists by role, arm, study and index, so the report and status read a stable order (here slots added
+    newest index first, studies and arms interleaved)."""
+    rows: list[SlotRow] = [("tune", arm, k, i, None) for i in (2, 0, 1) for k in (1, 0) for arm in (ARM_B, ARM_A)]
+    led, _ = _ledger(engine, rows)
+    assert [(s["arm"], s["study"], s["idx"]) for s in led.slots()] == [
+        (arm, k, i) for arm in (ARM_A, ARM_B) for k in (0, 1) for i in (0, 1, 2)]

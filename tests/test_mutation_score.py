@@ -64,6 +64,11 @@ def test_draw_is_uniform_per_module_and_reproducible(root: Path, capsys: pytest.
     assert ms.main(["--draw", "2", "--seed", "3", "--exclude", str(earlier)]) == 0
     fresh = (root / "mutants" / "sample.txt").read_text().split()
     assert len(fresh) == 4 and not set(fresh) & set(drawn)  # a second sample shares no mutant with the first
+    second = root / "second.txt"
+    second.write_text("\n".join(fresh))
+    assert ms.main(["--draw", "2", "--seed", "4", "--exclude", str(earlier), str(second)]) == 0
+    third = (root / "mutants" / "sample.txt").read_text().split()  # a.c's 4 are all used; a.b has 4 of 8 left
+    assert len(third) == 2 and {n.split(".x_")[0] for n in third} == {"a.b"} and not set(third) & {*drawn, *fresh}
 
 
 def test_interval_matches_clopper_pearson_by_hand() -> None:

@@ -133,6 +133,11 @@ BAD = [
      "task.tags[1]: must be a string, number, boolean or a list of them, got date 2024-01-01"),
     ("task.rows", [{"a": 1}], "task.rows[0]: tables are not task parameters"),
     ("task.scale", float("nan"), "task.scale: must be finite, got nan"),
+    # Type errors inside a search-space entry and [baseline] name the whole dotted field.
+    ("search_space.lr.log", "yes", "search_space.lr.log: must be true or false, got 'yes'"),
+    ("search_space.dropout.step", "0.1", "search_space.dropout.step: must be a number, got '0.1'"),
+    ("baseline.from_depth", "1", "baseline.from_depth: must be an integer, got '1'"),
+    ("baseline.from_arm", 1, "baseline.from_arm: must be a table, got 1"),
 ]
 
 
@@ -253,6 +258,7 @@ EDITS: list[tuple[dict[str, Any], dict[str, Any], str]] = [
      "scientific.bad-name: a scientific hyperparameter's name must be a Python identifier"),
     (USER, {"scientific.width": [1, [2]]}, "scientific.width[1]: must be a string, number or boolean, got [2]"),
     (USER, {"scientific.width": ["a", "a"]}, "scientific.width: must not repeat a value"),
+    (USER, {"scientific.width": [2, float("nan")]}, "scientific.width[1]: must be finite, got nan"),
     (USER, {"model.hidden": 8},
      "model: is not used with a [trainer] (a user trainer makes its own data and model); remove it, or remove "
      "[trainer] to train bench's LSTM/GRU"),
@@ -268,6 +274,29 @@ def test_bad_arms_limits_and_user_specs_are_one_clear_line(tmp_path: Path, base:
     with pytest.raises(SpecError) as err:
         load_spec(path)
     assert str(err.value) == f"{path}: {message}"
+
+
+def test_a_user_trainer_checks_its_own_search_space_domains(tmp_path: Path) -> None:
+    """With a [trainer] of its own, a search-space entry is any name with any storable bounds: bench's domain
+    checks (lr at most 100, a known hyperparameter name) are for its built-in trainer only."""
+    path = tmp_path / "u.json"
+    path.write_text(json.dumps(_edit(USER, {"search_space.lr": {"type": "float", "low": 1.0, "high": 500.0},
+                                            "search_space.momentum": {"type": "float", "low": 0.5, "high": 0.99}})))
+    spec = load_spec(path)
+    assert {p.name: (p.low, p.high) for p in spec.search_space} == {"lr": (1.0, 500.0), "momentum": (0.5, 0.99)}
+
+
+def test_from_arm_of_a_depth_only_spec_is_from_depth(tmp_path: Path) -> None:
+    """``baseline.from_arm = {depth = 2}`` where depth is the only scientific name is the same spec as
+    ``from_depth = 2``: the same transferred arm and the same hash."""
+    specs = []
+    for how in ({"baseline.from_arm": {"depth": 2}}, {"baseline.from_depth": 2}):
+        path = tmp_path / "x.json"
+        path.write_text(json.dumps(_edit(TINY, {"evaluation.seeds": 2, **how})))
+        specs.append(load_spec(path))
+    by_arm, by_depth = specs
+    assert by_arm.transfer_arm == by_depth.transfer_arm == by_depth.arms[1]
+    assert by_arm.hash == by_depth.hash and by_arm.baseline_from == 2
 
 
 def test_user_spec_and_arm_lookups(tmp_path: Path) -> None:

@@ -76,6 +76,19 @@ def test_starting_twice_still_restores_the_handlers_it_found() -> None:
     assert {s: signal.getsignal(s) for s in HeldSignals.SIGNALS} == before
 
 
+@pytest.mark.usefixtures("default_sigint")
+def test_holding_can_start_again_after_a_stop() -> None:
+    """One HeldSignals may hold, deliver and hold again: stop() leaves it ready for the next start()."""
+    before = signal.getsignal(signal.SIGINT)
+    hold = HeldSignals()
+    for _ in range(2):
+        hold.start()
+        signal.raise_signal(signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            hold.stop()
+        assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_outside_the_main_thread_signals_are_left_alone() -> None:
     """Only the main thread may set handlers: in another thread start() and stop() do nothing, without an error."""
     before = {s: signal.getsignal(s) for s in HeldSignals.SIGNALS}
