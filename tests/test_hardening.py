@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 import pytest
@@ -38,11 +38,20 @@ from tests.conftest import TINY, tiny_spec
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_DB_RETRY_SECONDS": "60"}
 DEADLINE = 120.0  # generous: a loaded 2-core machine imports torch in each process for several seconds
-PROCESSES = pytest.mark.xdist_group("distributed")  # process-heavy: with the other multi-process tests
+T = TypeVar("T", bound=Callable[..., Any])
 
 
-def wait_for(cond: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
-    """Poll a condition (never a fixed sleep) until it holds; its truthy value."""
+def processes(test: T) -> T:
+    """A test that starts `bench run` and its workers: run with the other multi-process tests, and limited to three
+    DEADLINEs, since its start and its stop may each wait up to one. (Under the default 120 s limit, time spent
+    starting was taken from the stop's wait, and a timeout there named no condition and no process state.)"""
+    return pytest.mark.xdist_group("distributed")(pytest.mark.timeout(3 * DEADLINE)(test))
+
+
+def wait_for(cond: Callable[[], Any], what: str, timeout: float = DEADLINE,
+             explain: Callable[[], str] | None = None) -> Any:
+    """Poll a condition (never a fixed sleep) until it holds; its truthy value. On timeout the error says what was
+    awaited, and `explain()` what was seen instead."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -52,7 +61,21 @@ def wait_for(cond: Callable[[], Any], what: str, timeout: float = DEADLINE) -> A
         if got:
             return got
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}" + (f": {explain()}" if explain else ""))
+
+
+def process_states(pids: list[int]) -> str:
+    """Each live process's state and kernel wait channel (e.g. `S pipe_write`, `S futex_wait_queue`): where a
+    process that should have exited is stuck, for a failure message."""
+    out = []
+    for pid in pids:
+        if alive(pid):
+            proc = Path(f"/proc/{pid}")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            wchan = (proc / "wchan").read_text() if (proc / "wchan").exists() else "?"
+            threads = len(list((proc / "task").iterdir()))
+            out.append(f"pid {pid} {state} {wchan or '-'} ({threads} threads)")
+    return "; ".join(out) or "none alive"
 
 
 def ledger_rows(url: str, name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -97,7 +120,10 @@ def start_run(tmp_path: Path, url: str, *, ignore_sigint: bool) -> tuple[subproc
         live = [w["pid"] for w in workers if w["stopped_at"] is None]
         return live if len(live) == 2 and any(s["state"] == CLAIMED for s in slots) else None
 
-    return proc, wait_for(ready, "two workers connected and a slot claimed")
+    started = time.monotonic()
+    pids = wait_for(ready, "two workers connected and a slot claimed")
+    print(f"bench run and its workers ready {time.monotonic() - started:.1f} s after its start")
+    return proc, pids
 
 
 def assert_nothing_claimed(url: str) -> None:
@@ -109,7 +135,7 @@ def assert_nothing_claimed(url: str) -> None:
 # ---------------------------------------------------------------- signals
 
 
-@PROCESSES
+@processes
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_background_run_stops_promptly_on_signal(tmp_path: Path, sqlite_url: str, sig: signal.Signals) -> None:
     """Started with SIGINT ignored (a script's `&`), then SIGTERM (kill, docker stop) or SIGINT: `bench run` and
@@ -124,7 +150,7 @@ def test_background_run_stops_promptly_on_signal(tmp_path: Path, sqlite_url: str
     assert f"stopped by {sig.name}: 2 workers stopped" in err and "released" in err, err
     assert "killed" not in err and "Traceback" not in err, err
     assert took < 60, f"{took:.1f} s: workers were waited for, not stopped"
-    assert not any(alive(p) for p in pids), "no worker may outlive `bench run`"
+    assert not any(alive(p) for p in pids), f"no worker may outlive `bench run`: {process_states(pids)}"
     assert_nothing_claimed(sqlite_url)
 
 
@@ -159,21 +185,22 @@ def test_stop_signal_landing_in_a_gc_callback_is_not_lost() -> None:
     assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
-@PROCESSES
+@processes
 def test_kill_9_of_run_stops_its_workers(tmp_path: Path, sqlite_url: str) -> None:
     """A `kill -9` of `bench run` cannot be handled by it: its workers notice and stop, releasing their trials."""
     proc, pids = start_run(tmp_path, sqlite_url, ignore_sigint=True)
     sent = time.monotonic()
     proc.kill()
     proc.wait()
-    wait_for(lambda: not any(alive(p) for p in pids), "the orphaned workers to exit")
+    wait_for(lambda: not any(alive(p) for p in pids), "the orphaned workers to exit",
+             explain=lambda: process_states(pids))
     print(f"workers gone {time.monotonic() - sent:.1f} s after kill -9 of bench run")
     wait_for(lambda: all(w["stopped_at"] is not None for w in ledger_rows(sqlite_url, "tiny")[1]),
              "the workers to record their stop")
     assert_nothing_claimed(sqlite_url)
 
 
-@PROCESSES
+@processes
 def test_storage_url_is_not_on_worker_argv(tmp_path: Path, sqlite_url: str) -> None:
     """`ps` shows every local user a process's argv: the storage URL (maybe with a password) travels by env."""
     proc, pids = start_run(tmp_path, sqlite_url, ignore_sigint=False)
