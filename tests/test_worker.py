@@ -542,10 +542,75 @@ def test_the_heartbeat_watch_stops_the_main_thread_when_the_parent_is_gone(tmp_p
     loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url),
                                  worker_mod.WorkerOptions(heartbeat_seconds=0.05))
     sent: list[tuple[int, int]] = []
-    monkeypatch.setattr(worker_mod.signal, "pthread_kill", lambda ident, sig: sent.append((ident, sig)))
-    loop._watch_parent = os.getppid() + 1  # "the parent we were started by is no longer our parent"
-    loop._heartbeat_loop()  # returns once it has signalled
+
+    def pthread_kill(ident: int, sig: int) -> None:
+        sent.append((ident, sig))
+        loop._stop.set()  # the main thread stops in time: finish() ends the heartbeat
+
+    monkeypatch.setattr(worker_mod.signal, "pthread_kill", pthread_kill)
+    monkeypatch.setattr(worker_mod.os, "_exit", lambda code: pytest.fail(f"exited with {code} after a timely stop"))
+    loop._watch_parent, loop._signal_orphan = os.getppid() + 1, True  # "the parent is no longer our parent"
+    loop._heartbeat_loop()  # returns once the main thread has stopped it
     assert sent == [(threading.main_thread().ident, signal.SIGTERM)]
+
+
+class _Exited(Exception):
+    """Raised by a stand-in for os._exit, so a test sees the exit instead of losing its process."""
+
+
+@pytest.mark.parametrize("signal_orphan", [True, False])
+def test_an_orphan_whose_stop_is_lost_exits_after_the_grace_period(tmp_path: Path, sqlite_url: str,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   signal_orphan: bool) -> None:
+    """Its `bench run` gone, the worker is told to stop (by the parent-death signal, or else by the heartbeat
+    thread: never both, since a second SIGTERM would cut a finished run's recording). If it is still running
+    orphan_grace_seconds later (the stop was lost), the heartbeat thread ends the process with status 130, and the
+    heartbeats go on meanwhile."""
+    spec = load_spec(tiny_spec(tmp_path, depths=[1], budget={"trials": 1}))
+    init_experiment(spec, sqlite_url)
+    loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url),
+                                 worker_mod.WorkerOptions(heartbeat_seconds=0.01, orphan_grace_seconds=0.2))
+    sent: list[int] = []
+    exits: list[tuple[int, float]] = []
+    beats: list[float] = []
+    real_beat = loop.ledger.heartbeat
+
+    def heartbeat(worker_id: int, slot: int | None, lease: float) -> bool:
+        beats.append(time.monotonic())
+        return real_beat(worker_id, slot, lease)
+
+    def exit_now(code: int) -> None:
+        exits.append((code, time.monotonic()))
+        raise _Exited
+
+    monkeypatch.setattr(loop.ledger, "heartbeat", heartbeat)
+    monkeypatch.setattr(worker_mod.signal, "pthread_kill", lambda ident, sig: sent.append(sig))
+    monkeypatch.setattr(worker_mod.os, "_exit", exit_now)
+    loop._watch_parent, loop._signal_orphan = os.getppid() + 1, signal_orphan
+    started = time.monotonic()
+    with pytest.raises(_Exited):
+        loop._heartbeat_loop()
+    assert sent == ([signal.SIGTERM] if signal_orphan else [])
+    ((code, at),) = exits
+    assert code == 130 and at - started > 0.2
+    assert any(b > started + 0.1 for b in beats)  # still beating while the main thread was (not) stopping
+
+
+def test_the_parent_is_watched_whether_or_not_its_death_signal_is_armed(tmp_path: Path, sqlite_url: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = load_spec(tiny_spec(tmp_path, depths=[1], budget={"trials": 1}))
+    init_experiment(spec, sqlite_url)
+    for armed in (True, False):
+        monkeypatch.setattr(worker_mod, "_die_with_parent", lambda pid, armed=armed: armed)
+        loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url),
+                                     worker_mod.WorkerOptions(parent_pid=os.getppid()))
+        loop.start()
+        loop.finish()
+        assert (loop._watch_parent, loop._signal_orphan) == (os.getppid(), not armed)
+    loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url), worker_mod.WorkerOptions())
+    loop.start()
+    loop.finish()
+    assert (loop._watch_parent, loop._signal_orphan) == (None, False)  # no supervising process: nothing to watch
 
 
 def test_orphan_running_trials_are_failed_once_older_than_a_lease(tmp_path: Path, sqlite_url: str) -> None:

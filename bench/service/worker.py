@@ -67,6 +67,7 @@ class HeldSignals:
 
 
 RAN, AGAIN, WAIT, DONE = "ran", "again", "wait", "done"  # what one WorkerLoop.step found
+EXIT_STOPPED = 130  # the exit status of a stopped worker (the CLI's "interrupted")
 
 
 @dataclass
@@ -80,6 +81,9 @@ class WorkerOptions:
     on_event: Callable[[str, dict[str, Any]], None] | None = None  # progress hook (claimed / finished / ...)
     # The supervising process (`bench run`): once it is gone this worker stops like on SIGTERM, releasing its trial.
     parent_pid: int | None = None
+    # A worker still running this long after its `bench run` is gone exits outright (its claim is then freed when
+    # its lease expires): a stop that was lost on the way must not leave an orphan training on its own.
+    orphan_grace_seconds: float = 30.0
 
 
 @dataclass
@@ -121,7 +125,8 @@ class WorkerLoop:
         self._studies: dict[tuple[str, str, int], optuna.Study] = {}
         self._current: int | None = None
         self._stop = threading.Event()
-        self._watch_parent: int | None = None  # polled by the heartbeat thread where no parent-death signal exists
+        self._watch_parent: int | None = None  # the supervising process, polled by the heartbeat thread
+        self._signal_orphan = False  # the heartbeat thread sends the stop itself (no parent-death signal armed)
         self._beat = threading.Thread(target=self._heartbeat_loop, name="bench-heartbeat", daemon=True)
         # Registered last, and run() enters its try at once: a stop signal between registering and the loop must
         # still reach finish(), or the worker row stays "running" for ever.
@@ -149,7 +154,10 @@ class WorkerLoop:
 
     def start(self) -> None:
         """Arm the parent watch and start heartbeating (before the first claim)."""
-        if self.opts.parent_pid is not None and not _die_with_parent(self.opts.parent_pid):
+        if self.opts.parent_pid is not None:
+            # Linux's parent-death signal stops the worker at once; the heartbeat thread watches the parent anyway,
+            # to send that stop where no such signal exists, and to end a worker whose stop got lost.
+            self._signal_orphan = not _die_with_parent(self.opts.parent_pid)
             self._watch_parent = self.opts.parent_pid
         self._beat.start()
 
@@ -192,14 +200,21 @@ class WorkerLoop:
     def _heartbeat_loop(self) -> None:
         # Wake at least once a second to notice a dead parent; beat every heartbeat_seconds.
         next_beat = time.monotonic() + self.opts.heartbeat_seconds
+        orphaned_at: float | None = None
         while not self._stop.wait(max(0.0, min(1.0, next_beat - time.monotonic()))):
-            if self._watch_parent is not None and os.getppid() != self._watch_parent:
+            if orphaned_at is None and self._watch_parent is not None and os.getppid() != self._watch_parent:
+                orphaned_at = time.monotonic()
                 log.warning("worker %d: its `bench run` (pid %d) is gone: stopping", self.worker_id,
                             self._watch_parent)
-                # To the main thread itself (a signal to the process may reach this thread and leave a blocking call
-                # in the main thread waiting): it stops as on SIGTERM and releases its trial.
-                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
-                return
+                if self._signal_orphan:
+                    # To the main thread itself (a signal to the process may reach this thread and leave a blocking
+                    # call in the main thread waiting): it stops as on SIGTERM and releases its trial. Not where the
+                    # parent-death signal already came: a second SIGTERM would cut the recording of a finished run.
+                    signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+            if orphaned_at is not None and time.monotonic() - orphaned_at > self.opts.orphan_grace_seconds:
+                log.warning("worker %d: still running %g s after its `bench run` ended: exiting now (its claim is "
+                            "freed when its lease expires)", self.worker_id, self.opts.orphan_grace_seconds)
+                os._exit(EXIT_STOPPED)
             if time.monotonic() < next_beat:
                 continue
             next_beat = time.monotonic() + self.opts.heartbeat_seconds
