@@ -3,6 +3,7 @@ and what a done slot means."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sqlite3
 from collections.abc import Iterator
@@ -336,6 +337,23 @@ def _impatient_engine(url: str) -> Engine:
     return eng
 
 
+@contextlib.contextmanager
+def _server_and_holder(server: str, request: pytest.FixtureRequest,
+                       monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Engine, Engine]]:
+    """A fresh database on that server with bench's tables: an impatient engine for the ledger (one try per
+    operation, so a lock timeout is an error, not a retry) and a second engine to hold row locks from."""
+    monkeypatch.setenv("BENCH_DB_RETRY_SECONDS", "0")
+    url = request.getfixturevalue(server)
+    eng = _impatient_engine(url)
+    create_schema(eng)
+    holder = make_engine(url)
+    try:
+        yield eng, holder
+    finally:
+        holder.dispose()
+        eng.dispose()
+
+
 @pytest.mark.parametrize("server", ["pg_url", "mysql_url"])
 def test_a_claim_takes_the_experiment_row_lock_first(server: str, request: pytest.FixtureRequest,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
@@ -343,12 +361,7 @@ def test_a_claim_takes_the_experiment_row_lock_first(server: str, request: pytes
     same progress counts and pile onto one study): while another transaction holds that row, a claim waits for
     it. Here the wait is cut short by a lock timeout (the claim fails instead of claiming), and once the holder
     commits the same claim goes through. SQLite has no row locks (its writes are serialised whole)."""
-    monkeypatch.setenv("BENCH_DB_RETRY_SECONDS", "0")  # one try: a lock timeout is then an error, not a retry
-    url = request.getfixturevalue(server)
-    eng = _impatient_engine(url)
-    create_schema(eng)
-    holder = make_engine(url)
-    try:
+    with _server_and_holder(server, request, monkeypatch) as (eng, holder):
         led, w = _ledger(eng)
         with holder.connect() as conn, conn.begin():
             conn.execute(sa.select(ledger_mod.EXPERIMENTS.c.id)
@@ -356,9 +369,6 @@ def test_a_claim_takes_the_experiment_row_lock_first(server: str, request: pytes
             with pytest.raises((StorageUnavailable, exc.OperationalError)):
                 led.claim(w, 60)
         assert led.claim(w, 60) is not None  # the holder committed: the lock is free
-    finally:
-        holder.dispose()
-        eng.dispose()
 
 
 def test_a_slot_without_payload_stores_null(engine: Engine) -> None:
@@ -416,12 +426,7 @@ def test_a_claim_passes_over_slot_rows_another_transaction_holds(server: str, re
     """SKIP LOCKED: a free slot whose row another transaction holds is passed over, never waited for. With arm A's
     slot 0 held: A's slot 1, then B's slot 0 (A is now ahead), then, A having no other free slot, B's slot 1; once
     the holder commits, A's slot 0."""
-    monkeypatch.setenv("BENCH_DB_RETRY_SECONDS", "0")
-    url = request.getfixturevalue(server)
-    eng = _impatient_engine(url)
-    create_schema(eng)
-    holder = make_engine(url)
-    try:
+    with _server_and_holder(server, request, monkeypatch) as (eng, holder):
         led, w = _ledger(eng)
         ids = {(s["arm"], s["idx"]): s["id"] for s in led.slots()}
         claimed = []
@@ -433,9 +438,6 @@ def test_a_claim_passes_over_slot_rows_another_transaction_holds(server: str, re
         c = led.claim(w, 60)
         claimed.append(None if c is None else (c.arm, c.idx))
         assert claimed == [(ARM_A, 1), (ARM_B, 0), (ARM_B, 1), (ARM_A, 0)]
-    finally:
-        holder.dispose()
-        eng.dispose()
 
 
 def test_a_finish_leaves_workers_free_to_register_meanwhile(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

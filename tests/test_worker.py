@@ -51,6 +51,12 @@ def _complete() -> Outcome:
     return Outcome("complete", 0.5, 0.01, {"diverged": False, "seconds": 0.01})
 
 
+def _tune_complete(spec: Spec, arm: Arm, trial: optuna.Trial, *, device: str, seed: int) -> Outcome:
+    """A run_tuning_trial whose every trial reports 0.5 once and completes."""
+    trial.report(0.5, 0)
+    return _complete()
+
+
 def _interrupted(*args: object, **kwargs: object) -> Outcome:
     raise KeyboardInterrupt
 
@@ -512,20 +518,28 @@ def test_the_heartbeat_thread_extends_the_lease_of_the_running_slot(tmp_path: Pa
     assert not loop._beat.is_alive() and loop._beat.daemon  # a daemon: it never keeps a dying process alive
 
 
-def test_a_suite_worker_waits_a_poll_while_others_hold_the_last_slots(tmp_path: Path, sqlite_url: str,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    ((spec, exp),) = _members(tmp_path, sqlite_url, {"a": 1})
-    other = worker_mod.WorkerLoop(spec, sqlite_url, exp, worker_mod.WorkerOptions())
-    claim, trial = _half_run(other)  # another worker runs the only slot
+def _sleep_while_other_finishes(monkeypatch: pytest.MonkeyPatch, other: worker_mod.WorkerLoop, claim: Claim,
+                                trial: optuna.Trial) -> list[float]:
+    """Replace time.sleep: each sleep is recorded, and meanwhile `other` finishes its half-run claim (complete, 0.5).
+    Returns the recorded sleeps."""
     sleeps: list[float] = []
 
-    def sleep(seconds: float) -> None:  # the other worker finishes while this one waits
+    def sleep(seconds: float) -> None:
         sleeps.append(seconds)
         done = other._tell(other.study(claim.arm, "tune"), trial, _complete())
         assert done is not None
         other.ledger.finish(claim.slot_id, other.worker_id, "complete", 0.5, 0.01, done.number, trial_record(done))
 
     monkeypatch.setattr(worker_mod.time, "sleep", sleep)
+    return sleeps
+
+
+def test_a_suite_worker_waits_a_poll_while_others_hold_the_last_slots(tmp_path: Path, sqlite_url: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    ((spec, exp),) = _members(tmp_path, sqlite_url, {"a": 1})
+    other = worker_mod.WorkerLoop(spec, sqlite_url, exp, worker_mod.WorkerOptions())
+    claim, trial = _half_run(other)  # another worker runs the only slot
+    sleeps = _sleep_while_other_finishes(monkeypatch, other, claim, trial)
     suite = worker_mod.SuiteWorker([(spec, exp)], sqlite_url, worker_mod.WorkerOptions(poll_seconds=0.25))
     assert suite.run().finished == {}
     assert sleeps == [0.25]
@@ -661,12 +675,7 @@ def test_a_studys_evaluation_is_queued_as_soon_as_its_tuning_ends(tmp_path: Path
     the other studies still tune (here the worker stops after that one slot)."""
     spec = load_spec(tiny_spec(tmp_path, budget={"trials": 1}, evaluation={"seeds": 2}))
     init_experiment(spec, sqlite_url)
-
-    def tune(spec: Spec, arm: Arm, trial: optuna.Trial, *, device: str, seed: int) -> Outcome:
-        trial.report(0.5, 0)
-        return _complete()
-
-    monkeypatch.setattr(worker_mod, "run_tuning_trial", tune)
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", _tune_complete)
     loop = worker_mod.WorkerLoop(spec, sqlite_url, attach(spec, sqlite_url), worker_mod.WorkerOptions(max_trials=1))
     assert loop.run().finished == {"complete": 1}
     first = spec.arms[0].key
@@ -717,11 +726,7 @@ def test_training_seeds_are_shared_across_arms_and_follow_the_data_seed(tmp_path
 def _tuned_without_followups(spec: Spec, url: str, monkeypatch: pytest.MonkeyPatch) -> worker_mod.WorkerLoop:
     """A worker that has run every tuning slot (each trial complete at 0.5) with follow-ups held back until now:
     its _add_followups is the real method again when it returns."""
-    def tune(spec: Spec, arm: Arm, trial: optuna.Trial, *, device: str, seed: int) -> Outcome:
-        trial.report(0.5, 0)
-        return _complete()
-
-    monkeypatch.setattr(worker_mod, "run_tuning_trial", tune)
+    monkeypatch.setattr(worker_mod, "run_tuning_trial", _tune_complete)
     loop = worker_mod.WorkerLoop(spec, url, attach(spec, url), worker_mod.WorkerOptions())
     loop._add_followups = lambda: False  # type: ignore[method-assign]
     loop.run()
@@ -868,15 +873,7 @@ def test_a_worker_waits_a_poll_while_others_hold_the_last_slots(tmp_path: Path, 
     poll and looks again, and stops once that slot is done."""
     _, (other, loop) = _loops(tmp_path, sqlite_url, budget={"trials": 1})
     claim, trial = _half_run(other)
-    sleeps: list[float] = []
-
-    def sleep(seconds: float) -> None:  # the other worker finishes while this one waits
-        sleeps.append(seconds)
-        done = other._tell(other.study(claim.arm, "tune"), trial, _complete())
-        assert done is not None
-        other.ledger.finish(claim.slot_id, other.worker_id, "complete", 0.5, 0.01, done.number, trial_record(done))
-
-    monkeypatch.setattr(worker_mod.time, "sleep", sleep)
+    sleeps = _sleep_while_other_finishes(monkeypatch, other, claim, trial)
     loop.opts.poll_seconds = 0.25
     assert loop.run().finished == {}
     assert sleeps == [0.25]
